@@ -1,0 +1,73 @@
+"""Evaluation on the test split, and what cold start costs."""
+
+
+from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, Output, asset
+
+from ..checks import METRICS_NOT_NAN, gate, nan_fields
+from ..core.cold_start import cold_start_report as build_cold_start_report
+from ..core.evaluation import evaluate_model
+from ..partitions import EXPERIMENT_TAGS, experiment_config, experiment_partitions
+
+
+@asset(
+    group_name="evaluation",
+    partitions_def=experiment_partitions,
+    tags=EXPERIMENT_TAGS,
+    kinds={"spark"},
+    check_specs=[METRICS_NOT_NAN],
+    description="Test RMSE/MAE and Precision/Recall/NDCG/MAP@K, beside baselines.",
+)
+def evaluation(context: AssetExecutionContext, als_model, training, test, user_recommendations,
+               tuned_params):
+    config = experiment_config(context)
+    report = evaluate_model(als_model, training, test, user_recommendations, config)
+    metrics = report.metrics()
+    bad = nan_fields(metrics)
+    yield from gate([AssetCheckResult(
+        check_name=METRICS_NOT_NAN.name, passed=not bad,
+        description=f"NaN metrics: {', '.join(bad)}" if bad else "every metric is a number",
+    )])
+    best = tuned_params.best
+    metadata = {
+        **metrics,
+        "k": report.k,
+        "users_evaluated": report.users_evaluated,
+        "relevance_threshold": report.relevance_threshold,
+        "implicit": report.implicit,
+        "rank": best.rank,
+        "max_iter": best.max_iter,
+        "reg_param": best.reg_param,
+        "alpha": best.alpha,
+        "tuning_method": tuned_params.method,
+        "baseline_precision_at_k_popular": report.baseline_precision_at_k_popular,
+        "baseline_ndcg_at_k_popular": report.baseline_ndcg_at_k_popular,
+    }
+    if not report.implicit:
+        metadata["rows_scored"] = report.rows_scored
+        metadata["baseline_rmse_global_mean"] = report.baseline_rmse_global_mean
+    yield Output(report, metadata=metadata)
+
+
+@asset(
+    group_name="evaluation",
+    partitions_def=experiment_partitions,
+    tags=EXPERIMENT_TAGS,
+    kinds={"spark"},
+    description="Share of test pairs ALS cannot score, and the RMSE of each fallback.",
+)
+def cold_start_report(context: AssetExecutionContext, als_model, training, test):
+    config = experiment_config(context)
+    report = build_cold_start_report(als_model, training, test,
+                                     explicit=not config.implicit.enabled)
+    return Output(report, metadata={
+        "test_rows": report.test_rows,
+        "nan_predictions": report.nan_predictions,
+        "nan_share": report.nan_share,
+        "nan_unknown_item_only": report.nan_unknown_item_only,
+        "nan_unknown_user_only": report.nan_unknown_user_only,
+        "nan_unknown_both": report.nan_unknown_both,
+        "global_mean": report.global_mean,
+        **report.rmse_fields(),
+        "fallbacks": MetadataValue.md(report.fallback_table()),
+        "explanation": MetadataValue.md(report.explanation),
+    })

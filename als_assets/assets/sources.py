@@ -1,0 +1,59 @@
+"""Source assets: the ratings and movies every experiment starts from."""
+
+
+from dagster import AssetCheckResult, AssetExecutionContext, Output, asset
+from pyspark import StorageLevel
+
+from ..checks import RATINGS_VALID, gate
+from ..core.sources import clean_ratings, summarize_ratings
+from ..resources import RatingsSource, SparkResource
+
+
+@asset(
+    group_name="sources",
+    kinds={"spark", "parquet"},
+    check_specs=[RATINGS_VALID],
+    description="User-movie ratings (user_id, movie_id, rating, timestamp) from ALS_SOURCE.",
+)
+def ratings(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource):
+    raw = source.load_ratings(spark.session)
+    raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+    summary = summarize_ratings(raw)
+    problems = summary.problems
+    yield from gate([
+        AssetCheckResult(
+            check_name=RATINGS_VALID.name,
+            passed=not problems,
+            description="; ".join(problems) or "valid",
+            metadata={"rows": summary.rows, "null_ids": summary.null_ids,
+                      "out_of_scale": summary.out_of_scale,
+                      "ids_outside_int32": summary.ids_outside_int32,
+                      "duplicate_pairs": summary.duplicate_pairs},
+        )
+    ])
+    n_users, n_movies = summary.users, summary.movies
+    yield Output(
+        clean_ratings(raw),
+        metadata={
+            "source": source.describe(),
+            "rows": summary.rows,
+            "users": n_users,
+            "movies": n_movies,
+            "density": summary.rows / max(1, n_users * n_movies),
+            "mean_rating": summary.mean_rating,
+            "min_rating": summary.min_rating,
+            "max_rating": summary.max_rating,
+            "spark_version": spark.session.version,
+        },
+    )
+
+
+@asset(
+    group_name="sources",
+    kinds={"spark", "parquet"},
+    description="Movie titles and genres (movie_id, title, genres) from ALS_SOURCE.",
+)
+def movies(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource):
+    frame = source.load_movies(spark.session)
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    return Output(frame, metadata={"source": source.describe(), "rows": frame.count()})

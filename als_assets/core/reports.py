@@ -1,0 +1,85 @@
+"""Human-readable reports: one user's taste beside their recommendations, and the leaderboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+@dataclass(frozen=True)
+class SampleUserReport:
+    """A user's top-rated training movies beside their recommendations; a recommendation the
+    user rated in test carries that rating (a hit the model could not have seen)."""
+
+    user_id: int
+    top_rated: pd.DataFrame  # rank, movie_id, title, genres, rating
+    recommended: pd.DataFrame  # rank, movie_id, title, genres, score, test_rating
+
+    def markdown(self) -> str:
+        def table(frame: pd.DataFrame, cols: list[str]) -> str:
+            head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+            body = "\n".join(
+                "| " + " | ".join("" if pd.isna(r[c]) else
+                                  (f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
+                                  for c in cols) + " |"
+                for _, r in frame.iterrows())
+            return head + body
+
+        hits = int(self.recommended["test_rating"].notna().sum())
+        return (
+            f"### User {self.user_id}: top-rated in training\n\n"
+            + table(self.top_rated, ["rank", "title", "genres", "rating"])
+            + f"\n\n### Recommendations ({hits} rated by the user in test)\n\n"
+            + table(self.recommended, ["rank", "title", "genres", "score", "test_rating"])
+        )
+
+
+def pick_sample_user(recommendations: DataFrame, test: DataFrame, preferred: int | None) -> int:
+    """The configured user if they have recommendations, else the most active test user."""
+    if preferred is not None and recommendations.filter(F.col("user_id") == preferred).limit(1) \
+            .count():
+        return preferred
+    row = (test.join(recommendations.select("user_id").distinct(), "user_id")
+           .groupBy("user_id").count().orderBy(F.desc("count"), "user_id").first())
+    if row is None:
+        raise ValueError("no test user has recommendations")
+    return int(row["user_id"])
+
+
+def sample_user_view(training: DataFrame, test: DataFrame, recommendations: DataFrame,
+                     movies: DataFrame, user_id: int, n: int = 10) -> SampleUserReport:
+    titles = movies.select("movie_id", "title", "genres")
+    top = (training.filter(F.col("user_id") == user_id)
+           .join(titles, "movie_id", "left")
+           .orderBy(F.desc("rating"), F.desc("timestamp"), "movie_id").limit(n).toPandas())
+    top.insert(0, "rank", range(1, len(top) + 1))
+    test_ratings = test.filter(F.col("user_id") == user_id).select(
+        "movie_id", F.col("rating").alias("test_rating"))
+    recs = (recommendations.filter((F.col("user_id") == user_id) & (F.col("rank") <= n))
+            .join(titles, "movie_id", "left").join(test_ratings, "movie_id", "left")
+            .orderBy("rank").toPandas())
+    return SampleUserReport(
+        user_id=user_id,
+        top_rated=top[["rank", "movie_id", "title", "genres", "rating"]],
+        recommended=recs[["rank", "movie_id", "title", "genres", "score", "test_rating"]],
+    )
+
+
+LEADERBOARD_METRICS = ("ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k", "rmse", "mae")
+
+
+def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per experiment, best NDCG@K first (RMSE breaks ties; implicit rows have none)."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["experiment", *LEADERBOARD_METRICS])
+    for col in LEADERBOARD_METRICS:
+        if col not in frame:
+            frame[col] = float("nan")
+    frame = frame.sort_values(["ndcg_at_k", "rmse"], ascending=[False, True],
+                              na_position="last", kind="stable").reset_index(drop=True)
+    frame.insert(0, "position", range(1, len(frame) + 1))
+    return frame

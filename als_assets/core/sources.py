@@ -1,0 +1,326 @@
+"""Where ratings and movies come from: a synthetic MovieLens-shaped default, or a MovieLens folder.
+
+Every loader returns DataFrames with the same schema, so the rest of the graph does not care
+which one ran: ratings(user_id int, movie_id int, rating float, timestamp long) and
+movies(movie_id int, title string, genres string).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+RATINGS_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.IntegerType(), True),
+        T.StructField("movie_id", T.IntegerType(), True),
+        T.StructField("rating", T.FloatType(), True),
+        T.StructField("timestamp", T.LongType(), True),
+    ]
+)
+MOVIES_SCHEMA = T.StructType(
+    [
+        T.StructField("movie_id", T.IntegerType(), True),
+        T.StructField("title", T.StringType(), True),
+        T.StructField("genres", T.StringType(), True),
+    ]
+)
+RATING_MIN, RATING_MAX = 0.5, 5.0
+INT32_MAX = 2**31 - 1
+
+GENRES = (
+    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+    "War", "Western",
+)
+
+
+class SourceError(ValueError):
+    """The source data is missing or malformed; the message names the file and what is wrong."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Size and seed of the synthetic data; users and movies scale with the ratings."""
+
+    n_ratings: int = 100_000
+    seed: int = 42
+    true_rank: int = 8
+    noise: float = 0.5
+
+    @property
+    def n_users(self) -> int:
+        return max(20, round(self.n_ratings / 150))
+
+    @property
+    def n_movies(self) -> int:
+        return max(50, round(10 * self.n_ratings**0.5))
+
+
+@functools.lru_cache(maxsize=2)
+def generate_synthetic(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deterministic MovieLens-shaped ratings and movies.
+
+    rating = clip(3.2 + b_u + b_i + 0.8 * <u, v> + noise) to half stars in [0.5, 5], where u, v
+    are unit-variance latent tastes of rank `true_rank`: a low-rank signal ALS can recover, plus
+    noise it cannot. Movie popularity is Zipf-like and user activity log-normal (at least 20
+    ratings a user, as in MovieLens), so a few movies have most ratings and many have one.
+    """
+    if spec.n_ratings < 100:
+        raise SourceError(f"synthetic source: n_ratings must be >= 100, got {spec.n_ratings}")
+    rng = np.random.default_rng(spec.seed)
+    n_users, n_movies, r = spec.n_users, spec.n_movies, spec.true_rank
+
+    user_vec = rng.standard_normal((n_users, r)) / np.sqrt(r)
+    movie_vec = rng.standard_normal((n_movies, r)) / np.sqrt(r)
+    user_bias = rng.normal(0.0, 0.4, n_users)
+    movie_bias = rng.normal(0.0, 0.5, n_movies)
+
+    popularity = 1.0 / (np.arange(n_movies) + 10.0) ** 0.9
+    popularity /= popularity.sum()
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    activity /= activity.sum()
+
+    # Who rates what: a user draws movies by popularity and keeps those matching their taste,
+    # with probability sigmoid(6 * affinity); exposure carries taste, as in real logs, so
+    # implicit ALS has something to learn beyond popularity. About 40 candidate draws per user
+    # come first (most users keep >= 20, as in MovieLens), the rest follow user activity.
+    base = np.repeat(np.arange(n_users), 40)
+    n_draw = max(0, int(spec.n_ratings * 4.0) - base.size) + 1000
+    users = np.concatenate([base, rng.choice(n_users, n_draw, p=activity)])
+    movies = rng.choice(n_movies, users.size, p=popularity)
+    affinity = np.einsum("ij,ij->i", user_vec[users], movie_vec[movies]) * np.sqrt(r)
+    kept = rng.random(users.size) < 1.0 / (1.0 + np.exp(-6.0 * affinity))
+    users, movies, affinity = users[kept], movies[kept], affinity[kept]
+    in_base = np.flatnonzero(kept) < base.size
+    key = users.astype(np.int64) * n_movies + movies
+    _, first = np.unique(key, return_index=True)
+    keep_base = first[in_base[first]]
+    keep_extra = rng.permutation(first[~in_base[first]])
+    idx = np.concatenate([keep_base, keep_extra])[: spec.n_ratings]
+    idx = np.sort(idx)
+    users, movies = users[idx], movies[idx]
+
+    signal = 0.8 * affinity[idx]
+    raw = 3.2 + user_bias[users] + movie_bias[movies] + signal + rng.normal(0, spec.noise, idx.size)
+    rating = np.clip(np.round(raw * 2) / 2, RATING_MIN, RATING_MAX).astype(np.float32)
+    timestamp = rng.integers(828_000_000, 1_540_000_000, idx.size, dtype=np.int64)
+    order = np.lexsort((movies, users))
+    ratings = pd.DataFrame(
+        {
+            "user_id": (users[order] + 1).astype(np.int32),
+            "movie_id": (movies[order] + 1).astype(np.int32),
+            "rating": rating[order],
+            "timestamp": timestamp[order],
+        }
+    )
+
+    # Genres follow the strongest latent dimensions, so neighbours in factor space share genres.
+    years = rng.integers(1930, 2019, n_movies)
+    top = np.argsort(-movie_vec, axis=1)[:, :2]
+    genre_names = [
+        "|".join(sorted({GENRES[top[i, 0] % len(GENRES)], GENRES[top[i, 1] % len(GENRES)]}))
+        for i in range(n_movies)
+    ]
+    movies_df = pd.DataFrame(
+        {
+            "movie_id": np.arange(1, n_movies + 1, dtype=np.int32),
+            "title": [f"Synthetic Movie {i + 1} ({years[i]})" for i in range(n_movies)],
+            "genres": genre_names,
+        }
+    )
+    return ratings, movies_df
+
+
+def synthetic_ratings(spark: SparkSession, spec: SyntheticSpec) -> DataFrame:
+    return spark.createDataFrame(generate_synthetic(spec)[0], schema=RATINGS_SCHEMA)
+
+
+def synthetic_movies(spark: SparkSession, spec: SyntheticSpec) -> DataFrame:
+    return spark.createDataFrame(generate_synthetic(spec)[1], schema=MOVIES_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------
+# MovieLens CSV folder
+
+MOVIELENS_HEADERS = {
+    "ratings.csv": "userId,movieId,rating,timestamp",
+    "movies.csv": "movieId,title,genres",
+}
+
+
+def _check_movielens_file(folder: Path, name: str) -> Path:
+    path = folder / name
+    if not path.is_file():
+        raise SourceError(
+            f"MovieLens folder {folder}: {name} not found (expected the ml-latest-small / "
+            "ml-20m / ml-25m layout with ratings.csv and movies.csv)"
+        )
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        header = fh.readline().strip().lstrip("\ufeff")
+    if header != MOVIELENS_HEADERS[name]:
+        raise SourceError(
+            f"{path}, line 1: header is {header!r}, expected {MOVIELENS_HEADERS[name]!r}"
+        )
+    return path
+
+
+def _movielens_folder(folder: str | Path) -> Path:
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise SourceError(f"MovieLens folder {folder} does not exist (set ALS_MOVIELENS_DIR)")
+    return folder
+
+
+def movielens_ratings(spark: SparkSession, folder: str | Path) -> DataFrame:
+    """Read ratings.csv with an explicit schema; malformed rows are an error.
+
+    Malformed rows are kept aside (columnNameOfCorruptRecord) and reported with the row text,
+    instead of Spark's FAILFAST stack trace or PERMISSIVE's silent nulls.
+    """
+    ratings_path = _check_movielens_file(_movielens_folder(folder), "ratings.csv")
+
+    corrupt = "_corrupt_record"
+    raw_schema = T.StructType(
+        [
+            T.StructField("user_id", T.LongType(), True),
+            T.StructField("movie_id", T.LongType(), True),
+            T.StructField("rating", T.DoubleType(), True),
+            T.StructField("timestamp", T.LongType(), True),
+            T.StructField(corrupt, T.StringType(), True),
+        ]
+    )
+    raw = (
+        spark.read.option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", corrupt)
+        .schema(raw_schema)
+        .csv(str(ratings_path))
+    )
+    # Spark fills the corrupt-record column only in a cached parse (and refuses queries on it
+    # otherwise); the cache also serves the validation and the write that follow.
+    raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+    bad = raw.filter(F.col(corrupt).isNotNull()).select(corrupt).limit(3).collect()
+    if bad:
+        examples = "; ".join(repr(row[0]) for row in bad)
+        raise SourceError(f"{ratings_path}: rows that are not userId,movieId,rating,timestamp: "
+                          f"{examples}")
+    return raw.select(
+        F.col("user_id").cast("int").alias("user_id"),
+        F.col("movie_id").cast("int").alias("movie_id"),
+        F.col("rating").cast("float").alias("rating"),
+        F.col("timestamp"),
+        # Keep the raw ids to tell an int32 overflow from a real null in validation.
+        F.col("user_id").alias("_raw_user_id"),
+        F.col("movie_id").alias("_raw_movie_id"),
+    )
+
+
+def movielens_movies(spark: SparkSession, folder: str | Path) -> DataFrame:
+    movies_path = _check_movielens_file(_movielens_folder(folder), "movies.csv")
+    return (
+        spark.read.option("header", True)
+        .option("quote", '"')
+        .option("escape", '"')
+        .option("mode", "PERMISSIVE")
+        .schema(T.StructType([*MOVIES_SCHEMA.fields]))
+        .csv(str(movies_path))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+@dataclass(frozen=True)
+class RatingsSummary:
+    """One aggregation pass over the ratings: counts and the problems found."""
+
+    rows: int
+    users: int
+    movies: int
+    min_rating: float | None
+    max_rating: float | None
+    mean_rating: float | None
+    null_ids: int
+    out_of_scale: int
+    ids_outside_int32: int
+    duplicate_pairs: int
+
+    @property
+    def problems(self) -> list[str]:
+        out = []
+        if self.rows == 0:
+            out.append("no ratings at all")
+        if self.null_ids:
+            out.append(f"{self.null_ids} rows with a null user_id, movie_id or rating")
+        if self.out_of_scale:
+            out.append(
+                f"{self.out_of_scale} ratings outside the scale [{RATING_MIN}, {RATING_MAX}]"
+            )
+        if self.ids_outside_int32:
+            out.append(f"{self.ids_outside_int32} ids outside int32 (0..{INT32_MAX})")
+        if self.duplicate_pairs:
+            out.append(f"{self.duplicate_pairs} duplicate (user_id, movie_id) pairs")
+        return out
+
+
+def summarize_ratings(ratings: DataFrame) -> RatingsSummary:
+    """Count rows, distinct ids and every kind of invalid row, in two Spark jobs."""
+    has_raw = "_raw_user_id" in ratings.columns
+    raw_user = F.col("_raw_user_id") if has_raw else F.col("user_id").cast("long")
+    raw_movie = F.col("_raw_movie_id") if has_raw else F.col("movie_id").cast("long")
+    outside = (raw_user < 0) | (raw_user > INT32_MAX) | (raw_movie < 0) | (raw_movie > INT32_MAX)
+    row = ratings.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("user_id").alias("users"),
+        F.countDistinct("movie_id").alias("movies"),
+        F.min("rating").alias("min_rating"),
+        F.max("rating").alias("max_rating"),
+        F.avg("rating").alias("mean_rating"),
+        F.sum(
+            F.when(
+                (raw_user.isNull() | raw_movie.isNull() | F.col("rating").isNull()), 1
+            ).otherwise(0)
+        ).alias("null_ids"),
+        F.sum(
+            F.when(
+                (F.col("rating") < RATING_MIN) | (F.col("rating") > RATING_MAX)
+                | F.isnan("rating"), 1
+            ).otherwise(0)
+        ).alias("out_of_scale"),
+        F.sum(F.when(outside, 1).otherwise(0)).alias("ids_outside_int32"),
+    ).first()
+    duplicates = (
+        ratings.groupBy("user_id", "movie_id").count().filter(F.col("count") > 1)
+        .agg(F.coalesce(F.sum(F.col("count") - 1), F.lit(0))).first()[0]
+    )
+    return RatingsSummary(
+        rows=row["rows"],
+        users=row["users"],
+        movies=row["movies"],
+        min_rating=row["min_rating"],
+        max_rating=row["max_rating"],
+        mean_rating=row["mean_rating"],
+        null_ids=row["null_ids"] or 0,
+        out_of_scale=row["out_of_scale"] or 0,
+        ids_outside_int32=row["ids_outside_int32"] or 0,
+        duplicate_pairs=int(duplicates or 0),
+    )
+
+
+def clean_ratings(ratings: DataFrame) -> DataFrame:
+    """Project to the canonical schema (drops the raw-id helper columns)."""
+    return ratings.select(*(F.col(f.name).cast(f.dataType) for f in RATINGS_SCHEMA.fields))

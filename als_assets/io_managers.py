@@ -1,0 +1,45 @@
+"""The IO manager: Spark DataFrames as Parquet, ALS models as Spark models, the rest pickled."""
+
+
+from typing import Any
+
+from dagster import ConfigurableIOManager, InputContext, OutputContext, ResourceDependency
+from pydantic import Field
+
+from .core.storage import VersionedStore
+from .resources import SparkResource
+
+
+class VersionedSparkIOManager(ConfigurableIOManager):
+    """Stores each asset partition under <root>/<asset>/<partition>/<version>.
+
+    A version becomes current only after it is fully written, so a failed write leaves the
+    previous value readable. DataFrames read back within a run are cached in the SparkSession,
+    so the steps of a run that share a split read its Parquet once.
+    """
+
+    root: str = Field(description="Storage root (ALS_STORAGE_ROOT); shared by every Spark node.")
+    spark: ResourceDependency[SparkResource]
+
+    @property
+    def store(self) -> VersionedStore:
+        return VersionedStore(self.root)
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        partition = context.partition_key if context.has_partition_key else None
+        stored = self.store.write(tuple(context.asset_key.path), partition, obj,
+                                  tag=context.run_id or "")
+        context.add_output_metadata({"storage_path": stored.path,
+                                     "storage_version": stored.version})
+
+    def load_input(self, context: InputContext) -> Any:
+        partition = None
+        if context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            if len(keys) != 1:
+                raise ValueError(f"{context.asset_key.to_user_string()}: expected one partition, "
+                                 f"got {len(keys)}")
+            partition = keys[0]
+        # Spark starts only when a Spark value is read: pickled values need no JVM.
+        return self.store.read(tuple(context.asset_key.path), partition,
+                               lambda: self.spark.session)

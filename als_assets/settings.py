@@ -1,0 +1,31 @@
+"""Environment variables the project reads, with their defaults (the README lists them all)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_EXPERIMENTS_FILE = PACKAGE_DIR / "experiments.yaml"
+
+
+def env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME, or `.dagster_home` in the working folder when it is unset."""
+    return Path(env("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).expanduser()
+
+
+def experiments_file() -> Path:
+    return Path(env("ALS_EXPERIMENTS_FILE", str(DEFAULT_EXPERIMENTS_FILE))).expanduser()
+
+
+def storage_root() -> str:
+    return env("ALS_STORAGE_ROOT", str(dagster_home() / "als_storage"))
+
+
+def spark_master() -> str:
+    return env("SPARK_MASTER", "local[*]")
