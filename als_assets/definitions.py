@@ -25,20 +25,23 @@ spark = SparkResource(
     storage_root=settings.storage_root(),
 )
 
-defs = Definitions(
-    assets=load_assets_from_modules(
-        [sources, splits, tuning, models, factors, similarity, recommendations, evaluation,
-         reports]
+all_assets = load_assets_from_modules(
+    [sources, splits, tuning, models, factors, similarity, recommendations, evaluation, reports]
+)
+
+resources = {
+    "spark": spark,
+    "source": RatingsSource(
+        kind=settings.env("ALS_SOURCE", "synthetic"),
+        synthetic_ratings=settings.env_int("ALS_SYNTHETIC_RATINGS", 100_000),
+        movielens_dir=settings.env("ALS_MOVIELENS_DIR", ""),
     ),
-    resources={
-        "spark": spark,
-        "source": RatingsSource(
-            kind=settings.env("ALS_SOURCE", "synthetic"),
-            synthetic_ratings=int(settings.env("ALS_SYNTHETIC_RATINGS", "100000")),
-            movielens_dir=settings.env("ALS_MOVIELENS_DIR", ""),
-        ),
-        "io_manager": VersionedSparkIOManager(root=settings.storage_root(), spark=spark),
-    },
+    "io_manager": VersionedSparkIOManager(root=settings.storage_root(), spark=spark),
+}
+
+defs = Definitions(
+    assets=all_assets,
+    resources=resources,
     # One process, one SparkSession for the whole run: the multiprocess executor would start
     # a JVM per step and lose the cached splits between steps.
     executor=in_process_executor,

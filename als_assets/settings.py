@@ -14,6 +14,14 @@ def env(name: str, default: str) -> str:
     return value or default
 
 
+def env_int(name: str, default: int) -> int:
+    raw = env(name, str(default))
+    try:
+        return int(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
 def dagster_home() -> Path:
     """DAGSTER_HOME, or `.dagster_home` in the working folder when it is unset."""
     return Path(env("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).expanduser()

@@ -1,0 +1,44 @@
+"""Shared pytest fixtures for als_assets tests.
+
+Kept generic on purpose: one local Spark session for the whole test session. End-to-end
+fixtures (Dagster instances, materializations) can be added below.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+# Before anything imports als_assets.definitions (or starts a JVM): bind Spark to loopback so the
+# tests do not depend on the machine's hostname resolving.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+# The definitions read their settings at import: point them at the tests' small experiments,
+# 20k synthetic ratings and a throwaway storage root, whatever the caller's environment says.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+os.environ["ALS_EXPERIMENTS_FILE"] = os.path.join(_HERE, "e2e_experiments.yaml")
+os.environ["ALS_SOURCE"] = "synthetic"
+os.environ["ALS_SYNTHETIC_RATINGS"] = "20000"
+os.environ["ALS_STORAGE_ROOT"] = tempfile.mkdtemp(prefix="als_assets_tests_")
+atexit.register(shutil.rmtree, os.environ["ALS_STORAGE_ROOT"], True)
+os.environ["SPARK_MASTER"] = "local[2]"
+os.environ["SPARK_DRIVER_MEMORY"] = "2g"
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """A `local[2]` SparkSession built the way the package builds it, stopped at session end."""
+    from als_assets.core.spark import SparkSettings, build_spark_session
+
+    checkpoint_dir = tmp_path_factory.mktemp("spark-checkpoints")
+    session = build_spark_session(
+        SparkSettings(master="local[2]", driver_memory="2g", checkpoint_dir=str(checkpoint_dir))
+    )
+    try:
+        yield session
+    finally:
+        session.stop()

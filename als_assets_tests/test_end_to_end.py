@@ -1,0 +1,235 @@
+"""End-to-end materializations: every experiment kind on synthetic data, one on ml-latest-small.
+
+conftest.py points the project at als_assets_tests/e2e_experiments.yaml, a temporary storage
+root and 20k synthetic ratings before the definitions are imported.
+"""
+
+import math
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, materialize
+from pyspark.ml.recommendation import ALSModel
+from pyspark.sql import functions as F
+
+from als_assets.definitions import all_assets, defs, resources
+from als_assets.io_managers import VersionedSparkIOManager
+from als_assets.resources import RatingsSource, SparkResource
+
+SYNTHETIC = ("e2e_holdout", "e2e_tvs", "e2e_cv", "e2e_implicit")
+EXPERIMENT_SELECTION = AssetSelection.tag("scope", "experiment")
+SOURCES = AssetSelection.assets("ratings", "movies")
+ML_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+
+pytestmark = pytest.mark.slow
+
+
+def latest(instance: DagsterInstance, asset: str, partition: str | None = None) -> dict:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset),
+                           asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    assert records, f"{asset} [{partition}] was not materialized"
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def check_results(instance: DagsterInstance, check: str) -> list:
+    from dagster import AssetCheckKey
+
+    asset = {"ratings_valid": "ratings", "splits_disjoint_and_complete": "training",
+             "beats_baseline_on_validation": "als_model", "metrics_not_nan": "evaluation"}[check]
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey(asset), check), limit=50)
+    return [r.event.dagster_event.event_specific_data for r in records if r.event]
+
+
+@pytest.fixture(scope="module")
+def synthetic_instance(spark):
+    instance = DagsterInstance.ephemeral()
+    result = materialize(all_assets, resources=resources, instance=instance,
+                         selection=SOURCES)
+    assert result.success
+    for name in SYNTHETIC:
+        result = materialize(all_assets, resources=resources, instance=instance,
+                             selection=EXPERIMENT_SELECTION, partition_key=name)
+        assert result.success, name
+    assert materialize(all_assets, resources=resources, instance=instance,
+                       selection=["experiment_leaderboard"]).success
+    return instance
+
+
+def test_sources_and_splits(synthetic_instance):
+    ratings = latest(synthetic_instance, "ratings")
+    assert ratings["rows"] == 20_000
+    assert 0.5 <= ratings["min_rating"] <= ratings["max_rating"] <= 5.0
+    counts = {name: latest(synthetic_instance, name, "e2e_holdout")["rows"]
+              for name in ("training", "validation", "test")}
+    assert sum(counts.values()) == 20_000
+    assert 0.55 < counts["training"] / 20_000 < 0.65
+    evaluations = check_results(synthetic_instance, "splits_disjoint_and_complete")
+    assert evaluations and all(e.passed for e in evaluations)
+    assert all(e.passed for e in check_results(synthetic_instance, "ratings_valid"))
+
+
+def test_explicit_model_learns_and_reports_every_metric(synthetic_instance):
+    for name in ("e2e_holdout", "e2e_tvs", "e2e_cv"):
+        model = latest(synthetic_instance, "als_model", name)
+        assert model["validation_rmse"] < model["baseline_validation_rmse"] - 0.05, name
+        ev = latest(synthetic_instance, "evaluation", name)
+        for metric in ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k"):
+            assert isinstance(ev[metric], float) and not math.isnan(ev[metric]), (name, metric)
+        assert ev["rmse"] < ev["baseline_rmse_global_mean"], name
+        assert 0 < ev["mae"] < ev["rmse"] < 1.2
+        for metric in ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k"):
+            assert 0 <= ev[metric] <= 1
+        assert ev["k"] == (5 if name == "e2e_cv" else 10)
+        assert ev["users_evaluated"] > 50
+
+
+def test_tuned_params_cover_the_grid(synthetic_instance):
+    tuned = defs.load_asset_value("tuned_params", partition_key="e2e_holdout")
+    assert tuned.method == "holdout" and len(tuned.grid) == 4
+    assert tuned.best_score == min(g.score for g in tuned.grid)
+    meta = latest(synthetic_instance, "tuned_params", "e2e_holdout")
+    assert meta["grid_points"] == 4 and "| rank |" in meta["grid"]
+    tvs = defs.load_asset_value("tuned_params", partition_key="e2e_tvs")
+    assert tvs.method == "tvs" and len(tvs.grid) == 2
+    cv = defs.load_asset_value("tuned_params", partition_key="e2e_cv")
+    assert cv.method == "cv" and cv.tuning_rows < 0.6 * 12_000  # a 50% sample of training
+
+
+def test_model_is_a_loadable_spark_model(synthetic_instance, spark):
+    meta = latest(synthetic_instance, "als_model", "e2e_holdout")
+    tuned = defs.load_asset_value("tuned_params", partition_key="e2e_holdout")
+    loaded = ALSModel.load(meta["storage_path"])
+    assert loaded.rank == tuned.best.rank == meta["rank"]
+    via_defs = defs.load_asset_value("als_model", partition_key="e2e_holdout")
+    assert isinstance(via_defs, ALSModel) and via_defs.rank == loaded.rank
+
+
+def test_recommendations_leave_out_seen_items(synthetic_instance):
+    recs = defs.load_asset_value("user_recommendations", partition_key="e2e_holdout")
+    training = defs.load_asset_value("training", partition_key="e2e_holdout")
+    per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.max("rank").alias("r"))
+    assert per_user.filter((F.col("n") != 10) | (F.col("r") != 10)).count() == 0
+    assert recs.join(training, ["user_id", "movie_id"]).count() == 0
+    assert per_user.count() == training.select("user_id").distinct().count()
+
+
+def test_similarity_covers_every_item_with_enough_ratings(synthetic_instance):
+    sim = defs.load_asset_value("item_similarity", partition_key="e2e_holdout")
+    training = defs.load_asset_value("training", partition_key="e2e_holdout")
+    eligible = training.groupBy("movie_id").count().filter("count >= 3")
+    sources = sim.select("movie_id").distinct()
+    assert sources.count() == eligible.count()
+    assert sim.filter(F.col("movie_id") == F.col("similar_movie_id")).count() == 0
+    assert sim.groupBy("movie_id").count().filter("count != 5").count() == 0
+    outside = sim.join(eligible.withColumnRenamed("movie_id", "similar_movie_id"),
+                       "similar_movie_id", "left_anti")
+    assert outside.count() == 0
+    meta = latest(synthetic_instance, "item_similarity", "e2e_holdout")
+    assert "Synthetic Movie" in meta["neighbours"]
+
+
+def test_implicit_experiment_reports_ranking_metrics_only(synthetic_instance):
+    ev = latest(synthetic_instance, "evaluation", "e2e_implicit")
+    assert "rmse" not in ev and "mae" not in ev
+    assert 0 < ev["ndcg_at_k"] <= 1 and 0 < ev["precision_at_k"] <= 1
+    assert ev["implicit"] is True
+    cold = latest(synthetic_instance, "cold_start_report", "e2e_implicit")
+    assert "rmse_drop" not in cold and cold["test_rows"] > 0
+
+
+def test_cold_start_and_sample_user_reports(synthetic_instance):
+    cold = latest(synthetic_instance, "cold_start_report", "e2e_holdout")
+    assert 0 <= cold["nan_share"] < 0.1
+    assert cold["rmse_bias_fill"] <= cold["rmse_global_mean_fill"] + 1e-9
+    report = defs.load_asset_value("sample_user_report", partition_key="e2e_holdout")
+    assert report.user_id == 1
+    assert list(report.recommended["rank"]) == list(range(1, 11))
+    assert len(report.top_rated) == 10
+    assert "Synthetic Movie" in latest(synthetic_instance, "sample_user_report",
+                                       "e2e_holdout")["report"]
+
+
+def test_leaderboard_lists_materialized_experiments_only(synthetic_instance):
+    board = defs.load_asset_value("experiment_leaderboard")
+    assert set(board["experiment"]) == set(SYNTHETIC)
+    assert list(board["ndcg_at_k"]) == sorted(board["ndcg_at_k"], reverse=True)
+    meta = latest(synthetic_instance, "experiment_leaderboard")
+    assert meta["not_materialized"] == "ml_small"
+
+
+def write_movielens(folder: Path, ratings_rows: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n"
+                                        + "\n".join(ratings_rows) + "\n")
+    (folder / "movies.csv").write_text('movieId,title,genres\n1,"A, the movie (1999)",Drama\n')
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["1,1,7.0,100", "1,2,4.0,100"], "outside the scale"),
+        (["1,1,4.0,100", "1,1,3.0,101"], "duplicate (user_id, movie_id) pairs"),
+        (["1,1,4.0,100", "1,x,3.0,101"], "1,x,3.0,101"),
+    ],
+)
+def test_bad_source_fails_and_keeps_previous_ratings(synthetic_instance, tmp_path, rows,
+                                                     message):
+    before = defs.load_asset_value("ratings")
+    n_before = before.count()
+    version_before = latest(synthetic_instance, "ratings")["storage_version"]
+    bad = {**resources, "source": RatingsSource(
+        kind="movielens", movielens_dir=str(write_movielens(tmp_path / "ml", rows)))}
+    result = materialize(all_assets, resources=bad, instance=synthetic_instance,
+                         selection=["ratings"], raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert message in str(failure.event_specific_data.error)
+    assert defs.load_asset_value("ratings").count() == n_before == 20_000
+    assert latest(synthetic_instance, "ratings")["storage_version"] == version_before
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not ML_SMALL.is_dir(), reason=f"{ML_SMALL} not present")
+def test_movielens_small_end_to_end(spark, tmp_path):
+    root = str(tmp_path / "storage")
+    spark_resource = SparkResource(master="local[2]", storage_root=root)
+    ml_resources = {
+        "spark": spark_resource,
+        "source": RatingsSource(kind="movielens", movielens_dir=str(ML_SMALL)),
+        "io_manager": VersionedSparkIOManager(root=root, spark=spark_resource),
+    }
+    instance = DagsterInstance.ephemeral()
+    assert materialize(all_assets, resources=ml_resources, instance=instance,
+                       selection=SOURCES).success
+    assert materialize(all_assets, resources=ml_resources, instance=instance,
+                       selection=EXPERIMENT_SELECTION, partition_key="ml_small").success
+
+    ratings = latest(instance, "ratings")
+    assert (ratings["rows"], ratings["users"]) == (100_836, 610)
+    assert latest(instance, "movies")["rows"] == 9_742
+    model = latest(instance, "als_model", "ml_small")
+    assert 0.85 <= model["validation_rmse"] <= 0.95
+    ev = latest(instance, "evaluation", "ml_small")
+    assert 0.85 <= ev["rmse"] <= 0.95 and 0.65 <= ev["mae"] <= 0.75
+    assert ev["baseline_rmse_global_mean"] > 1.0
+    for metric in ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k"):
+        assert 0 <= ev[metric] < 0.5, metric
+
+    cold = latest(instance, "cold_start_report", "ml_small")
+    assert 0.01 < cold["nan_share"] < 0.08
+    # Every ml-latest-small user has >= 20 ratings, so NaNs come from unknown movies only and
+    # the item-mean fallback degenerates to the global mean.
+    assert cold["nan_unknown_user_only"] == cold["nan_unknown_both"] == 0
+    assert cold["rmse_item_mean_fill"] == pytest.approx(cold["rmse_global_mean_fill"], abs=1e-12)
+    assert "equals the global-mean fill" in cold["explanation"]
+
+    sim_meta = latest(instance, "item_similarity", "ml_small")
+    assert "Toy Story (1995)" in sim_meta["neighbours"]
+    assert "Matrix, The (1999)" in sim_meta["neighbours"]
+    report = latest(instance, "sample_user_report", "ml_small")
+    assert report["user_id"] == 42
