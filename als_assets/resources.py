@@ -7,6 +7,8 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 from pyspark.sql import DataFrame, SparkSession
 
+from .core.jdbc import postgres_movies, postgres_ratings
+from .core.pg import PgSettings, split_qualified_name, validate_identifier
 from .core.sources import (
     SourceError,
     SyntheticSpec,
@@ -15,9 +17,36 @@ from .core.sources import (
     synthetic_movies,
     synthetic_ratings,
 )
-from .core.spark import SparkSettings, als_blocks, build_spark_session
+from .core.spark import SparkSettings, als_blocks, build_spark_session, check_shared_storage
 
-SOURCES = ("synthetic", "movielens")
+SOURCES = ("synthetic", "movielens", "postgres")
+
+
+class PostgresResource(ConfigurableResource):
+    """Connection to the PostgreSQL that holds MovieLens and receives published results.
+
+    The password comes from the ALS_PG_PASSWORD environment variable (an EnvVar), so Dagster
+    shows the variable's name, never its value.
+    """
+
+    host: str = Field(default="127.0.0.1", description="ALS_PG_HOST")
+    port: int = Field(default=5432, description="ALS_PG_PORT")
+    database: str = Field(default="postgres", description="ALS_PG_DATABASE")
+    user: str = Field(default="postgres", description="ALS_PG_USER")
+    password: str = Field(default="", description="ALS_PG_PASSWORD")
+    connect_timeout: int = Field(default=10, description="ALS_PG_CONNECT_TIMEOUT (seconds)")
+    publish_schema: str = Field(default="als", description="Schema results are published to "
+                                "(ALS_PG_PUBLISH_SCHEMA).")
+
+    @property
+    def settings(self) -> PgSettings:
+        return PgSettings(host=self.host, port=self.port, database=self.database,
+                          user=self.user, password=self.password,
+                          connect_timeout=self.connect_timeout)
+
+    @property
+    def schema(self) -> str:
+        return validate_identifier(self.publish_schema, "publish schema (ALS_PG_PUBLISH_SCHEMA)")
 
 
 class SparkResource(ConfigurableResource):
@@ -29,7 +58,12 @@ class SparkResource(ConfigurableResource):
     master: str = Field(default="local[*]", description="Spark master URL (SPARK_MASTER).")
     driver_memory: str = Field(default="4g", description="spark.driver.memory (local mode).")
     storage_root: str = Field(description="Root for checkpoints; every node must reach it.")
+    storage_root_explicit: bool = Field(
+        default=False, description="ALS_STORAGE_ROOT was set (required for a remote master).")
     ui_enabled: bool = Field(default=False, description="Serve the Spark UI on port 4040.")
+    jdbc_jar: str = Field(default="", description="PostgreSQL JDBC driver jar (ALS_JDBC_JAR).")
+    jdbc_package: str = Field(default="", description="JDBC driver Maven coordinate "
+                              "(ALS_JDBC_PACKAGE).")
 
     _session: SparkSession | None = PrivateAttr(default=None)
 
@@ -39,12 +73,15 @@ class SparkResource(ConfigurableResource):
     @property
     def session(self) -> SparkSession:
         if self._session is None:
+            check_shared_storage(self.master, self.storage_root, self.storage_root_explicit)
             self._session = build_spark_session(
                 SparkSettings(
                     master=self.master,
                     driver_memory=self.driver_memory,
                     checkpoint_dir=str(Path(self.storage_root) / "_checkpoints"),
                     ui_enabled=self.ui_enabled,
+                    jars=(self.jdbc_jar,) if self.jdbc_jar else (),
+                    packages=(self.jdbc_package,) if self.jdbc_package else (),
                 )
             )
         return self._session
@@ -57,19 +94,27 @@ class SparkResource(ConfigurableResource):
 class RatingsSource(ConfigurableResource):
     """Where `ratings` and `movies` come from (ALS_SOURCE and its companions)."""
 
-    kind: str = Field(default="synthetic", description="synthetic | movielens (ALS_SOURCE).")
+    kind: str = Field(default="synthetic",
+                      description="synthetic | movielens | postgres (ALS_SOURCE).")
     synthetic_ratings: int = Field(
         default=100_000, description="Size of the synthetic data (ALS_SYNTHETIC_RATINGS).")
     synthetic_seed: int = Field(default=42, description="Seed of the synthetic data.")
     movielens_dir: str = Field(
         default="", description="MovieLens folder with ratings.csv and movies.csv "
         "(ALS_MOVIELENS_DIR).")
+    ratings_table: str = Field(default="movielens.ratings", description="ALS_PG_RATINGS_TABLE")
+    movies_table: str = Field(default="movielens.movies", description="ALS_PG_MOVIES_TABLE")
+    jdbc_partitions: int = Field(default=4, description="Parallel JDBC reads "
+                                 "(ALS_JDBC_PARTITIONS).")
 
-    def describe(self) -> str:
+    def describe(self, postgres: "PostgresResource | None" = None) -> str:
         if self.kind == "synthetic":
             return f"synthetic ({self.synthetic_ratings} ratings, seed {self.synthetic_seed})"
         if self.kind == "movielens":
             return f"movielens ({self.movielens_dir})"
+        if self.kind == "postgres":
+            where = postgres.settings.dsn_for_display() if postgres else "?"
+            return f"postgres ({where} {self.ratings_table})"
         return self.kind
 
     def _spec(self) -> SyntheticSpec:
@@ -81,18 +126,34 @@ class RatingsSource(ConfigurableResource):
                               "ratings.csv and movies.csv>")
         return self.movielens_dir
 
+    @staticmethod
+    def _pg(postgres: "PostgresResource | None") -> "PostgresResource":
+        if postgres is None:
+            raise SourceError("ALS_SOURCE=postgres needs the postgres resource (ALS_PG_*)")
+        return postgres
+
     def _check_kind(self) -> None:
         if self.kind not in SOURCES:
             raise SourceError(f"ALS_SOURCE={self.kind!r} is not one of {', '.join(SOURCES)}")
+        if self.kind == "postgres":
+            split_qualified_name(self.ratings_table, "ratings table (ALS_PG_RATINGS_TABLE)")
+            split_qualified_name(self.movies_table, "movies table (ALS_PG_MOVIES_TABLE)")
 
-    def load_ratings(self, spark: SparkSession) -> DataFrame:
+    def load_ratings(self, spark: SparkSession,
+                     postgres: "PostgresResource | None" = None) -> DataFrame:
         self._check_kind()
         if self.kind == "synthetic":
             return synthetic_ratings(spark, self._spec())
+        if self.kind == "postgres":
+            return postgres_ratings(spark, self._pg(postgres).settings, self.ratings_table,
+                                    self.jdbc_partitions)
         return movielens_ratings(spark, self._folder())
 
-    def load_movies(self, spark: SparkSession) -> DataFrame:
+    def load_movies(self, spark: SparkSession,
+                    postgres: "PostgresResource | None" = None) -> DataFrame:
         self._check_kind()
         if self.kind == "synthetic":
             return synthetic_movies(spark, self._spec())
+        if self.kind == "postgres":
+            return postgres_movies(spark, self._pg(postgres).settings, self.movies_table)
         return movielens_movies(spark, self._folder())

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
 
 # Before anything imports als_assets.definitions (or starts a JVM): bind Spark to loopback so the
 # tests do not depend on the machine's hostname resolving.
@@ -27,6 +30,9 @@ os.environ["SPARK_MASTER"] = "local[2]"
 os.environ["SPARK_DRIVER_MEMORY"] = "2g"
 
 import pytest  # noqa: E402
+from psycopg2 import sql  # noqa: E402
+
+from als_assets.core.pg import PgConnectionError, PgSettings, connect  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +41,48 @@ def spark(tmp_path_factory):
     from als_assets.core.spark import SparkSettings, build_spark_session
 
     checkpoint_dir = tmp_path_factory.mktemp("spark-checkpoints")
+    from als_assets.core.jdbc import find_jdbc_driver
+
+    driver = find_jdbc_driver()
     session = build_spark_session(
-        SparkSettings(master="local[2]", driver_memory="2g", checkpoint_dir=str(checkpoint_dir))
+        SparkSettings(master="local[2]", driver_memory="2g", checkpoint_dir=str(checkpoint_dir),
+                      jars=(driver.jar,) if driver.jar else ())
     )
     try:
         yield session
     finally:
         session.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_settings() -> Iterator[PgSettings]:
+    """A uniquely named, empty database for this module; always dropped afterwards."""
+    base = PgSettings.from_env()
+    admin = replace(base, database="postgres", connect_timeout=5)
+    try:
+        conn = connect(admin)
+    except PgConnectionError as exc:
+        if os.environ.get("ALS_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"PostgreSQL is not available: {exc}")
+    name = f"als_test_{secrets.token_hex(6)}"
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield replace(base, database=name)
+    finally:
+        conn.close()
+        # A fresh connection: the first one may have died during the tests.
+        conn = connect(admin)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        finally:
+            conn.close()

@@ -13,8 +13,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg2
@@ -75,38 +73,6 @@ UNREACHABLE = ["--host", "127.0.0.1", "--port", "1", "--connect-timeout", "3"]
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def pg_settings() -> Iterator[PgSettings]:
-    """A uniquely named, empty database for this module; always dropped afterwards."""
-    base = PgSettings.from_env()
-    admin = replace(base, database="postgres", connect_timeout=5)
-    try:
-        conn = connect(admin)
-    except PgConnectionError as exc:
-        pytest.skip(f"PostgreSQL is not available: {exc}")
-    name = f"als_test_{secrets.token_hex(6)}"
-    conn.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield replace(base, database=name)
-    finally:
-        conn.close()
-        # A fresh connection: the first one may have died during the tests.
-        conn = connect(admin)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (name,),
-                )
-                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        finally:
-            conn.close()
 
 
 def write_folder(

@@ -6,7 +6,7 @@ from pyspark import StorageLevel
 
 from ..checks import RATINGS_VALID, gate
 from ..core.sources import clean_ratings, summarize_ratings
-from ..resources import RatingsSource, SparkResource
+from ..resources import PostgresResource, RatingsSource, SparkResource
 
 
 @asset(
@@ -15,8 +15,9 @@ from ..resources import RatingsSource, SparkResource
     check_specs=[RATINGS_VALID],
     description="User-movie ratings (user_id, movie_id, rating, timestamp) from ALS_SOURCE.",
 )
-def ratings(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource):
-    raw = source.load_ratings(spark.session)
+def ratings(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource,
+            postgres: PostgresResource):
+    raw = source.load_ratings(spark.session, postgres)
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     summary = summarize_ratings(raw)
     problems = summary.problems
@@ -35,7 +36,7 @@ def ratings(context: AssetExecutionContext, spark: SparkResource, source: Rating
     yield Output(
         clean_ratings(raw),
         metadata={
-            "source": source.describe(),
+            "source": source.describe(postgres),
             "rows": summary.rows,
             "users": n_users,
             "movies": n_movies,
@@ -53,7 +54,8 @@ def ratings(context: AssetExecutionContext, spark: SparkResource, source: Rating
     kinds={"spark", "parquet"},
     description="Movie titles and genres (movie_id, title, genres) from ALS_SOURCE.",
 )
-def movies(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource):
-    frame = source.load_movies(spark.session)
+def movies(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource,
+           postgres: PostgresResource):
+    frame = source.load_movies(spark.session, postgres)
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    return Output(frame, metadata={"source": source.describe(), "rows": frame.count()})
+    return Output(frame, metadata={"source": source.describe(postgres), "rows": frame.count()})

@@ -97,24 +97,30 @@ def generate_synthetic(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame]
     # with probability sigmoid(6 * affinity); exposure carries taste, as in real logs, so
     # implicit ALS has something to learn beyond popularity. About 40 candidate draws per user
     # come first (most users keep >= 20, as in MovieLens), the rest follow user activity.
-    base = np.repeat(np.arange(n_users), 40)
-    n_draw = max(0, int(spec.n_ratings * 4.0) - base.size) + 1000
-    users = np.concatenate([base, rng.choice(n_users, n_draw, p=activity)])
-    movies = rng.choice(n_movies, users.size, p=popularity)
-    affinity = np.einsum("ij,ij->i", user_vec[users], movie_vec[movies]) * np.sqrt(r)
-    kept = rng.random(users.size) < 1.0 / (1.0 + np.exp(-6.0 * affinity))
-    users, movies, affinity = users[kept], movies[kept], affinity[kept]
-    in_base = np.flatnonzero(kept) < base.size
-    key = users.astype(np.int64) * n_movies + movies
-    _, first = np.unique(key, return_index=True)
-    keep_base = first[in_base[first]]
-    keep_extra = rng.permutation(first[~in_base[first]])
-    idx = np.concatenate([keep_base, keep_extra])[: spec.n_ratings]
-    idx = np.sort(idx)
-    users, movies = users[idx], movies[idx]
+    users = np.repeat(np.arange(n_users), 40)
+    batch = max(0, int(spec.n_ratings * 4.0) - users.size) + 1000
+    users = np.concatenate([users, rng.choice(n_users, batch, p=activity)])
+    movies = np.empty(0, dtype=np.int64)
+    for _ in range(50):
+        movies = np.concatenate([movies, rng.choice(n_movies, users.size - movies.size,
+                                                    p=popularity)])
+        affinity = np.einsum("ij,ij->i", user_vec[users], movie_vec[movies]) * np.sqrt(r)
+        kept = rng.random(users.size) < 1.0 / (1.0 + np.exp(-6.0 * affinity))
+        keys = users[kept].astype(np.int64) * n_movies + movies[kept]
+        _, first = np.unique(keys, return_index=True)
+        if first.size >= spec.n_ratings:
+            break
+        # Small catalogues repeat pairs often: draw more until there are enough distinct ones.
+        users = np.concatenate([users, rng.choice(n_users, batch, p=activity)])
+    else:
+        raise SourceError(f"synthetic source: could not draw {spec.n_ratings} distinct pairs")
+    # The first n distinct pairs in draw order: the per-user draws first, then by activity.
+    idx = np.flatnonzero(kept)[np.sort(first)[: spec.n_ratings]]
+    users, movies, affinity = users[idx], movies[idx], affinity[idx]
 
-    signal = 0.8 * affinity[idx]
-    raw = 3.2 + user_bias[users] + movie_bias[movies] + signal + rng.normal(0, spec.noise, idx.size)
+    signal = 0.8 * affinity
+    noise = rng.normal(0, spec.noise, idx.size)
+    raw = 3.2 + user_bias[users] + movie_bias[movies] + signal + noise
     rating = np.clip(np.round(raw * 2) / 2, RATING_MIN, RATING_MAX).astype(np.float32)
     timestamp = rng.integers(828_000_000, 1_540_000_000, idx.size, dtype=np.int64)
     order = np.lexsort((movies, users))
@@ -142,6 +148,18 @@ def generate_synthetic(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame]
         }
     )
     return ratings, movies_df
+
+
+def write_movielens_folder(folder: str | Path, n_ratings: int, seed: int = 42) -> Path:
+    """Write synthetic data in MovieLens's CSV layout (ratings.csv, movies.csv), e.g. to load
+    into PostgreSQL where no real MovieLens folder is at hand."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings, movies = generate_synthetic(SyntheticSpec(n_ratings=n_ratings, seed=seed))
+    ratings.rename(columns={"user_id": "userId", "movie_id": "movieId"}).to_csv(
+        folder / "ratings.csv", index=False, float_format="%.1f")
+    movies.rename(columns={"movie_id": "movieId"}).to_csv(folder / "movies.csv", index=False)
+    return folder
 
 
 def synthetic_ratings(spark: SparkSession, spec: SyntheticSpec) -> DataFrame:

@@ -15,6 +15,17 @@ class JavaNotFoundError(RuntimeError):
     """Spark needs a Java runtime; pyspark's own error is a gateway stack trace."""
 
 
+class SparkMasterUnreachable(RuntimeError):
+    """No master of a spark:// URL accepts connections; Spark itself would retry for minutes."""
+
+
+class StorageNotShared(ValueError):
+    """A remote cluster was asked to use storage only the driver's machine sees."""
+
+
+MASTER_CONNECT_TIMEOUT = 10.0
+
+
 @dataclass(frozen=True)
 class SparkSettings:
     """What the session is built from. `parallelism` None means: the cores Spark will use."""
@@ -25,7 +36,45 @@ class SparkSettings:
     checkpoint_dir: str | None = None
     parallelism: int | None = None
     ui_enabled: bool = False
+    jars: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
     extra_conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def is_remote(master: str) -> bool:
+    return not master.startswith("local")
+
+
+def check_master_reachable(master: str, timeout: float = MASTER_CONNECT_TIMEOUT) -> None:
+    """Fail within `timeout` seconds when no master of a spark://h1:p1,h2:p2 URL answers."""
+    if not master.startswith("spark://"):
+        return
+    import socket
+
+    errors = []
+    for hostport in master[len("spark://"):].split(","):
+        host, _, port = hostport.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            errors.append(f"{hostport}: {exc}")
+    raise SparkMasterUnreachable(
+        f"Spark master {master} is unreachable within {timeout:g}s ({'; '.join(errors)}). "
+        "Is the cluster up, and is SPARK_MASTER right?"
+    )
+
+
+def check_shared_storage(master: str, storage_root: str, explicit: bool) -> None:
+    """On a remote cluster, executors write Parquet, models and checkpoints themselves: the
+    storage root must be one every node reaches, so a default only the driver sees is refused."""
+    if is_remote(master) and not explicit:
+        raise StorageNotShared(
+            f"SPARK_MASTER={master} is a remote cluster, but ALS_STORAGE_ROOT is not set and the "
+            f"default {storage_root} is on this machine only. Set ALS_STORAGE_ROOT to a path "
+            "every Spark node reaches (a shared volume, NFS mount, or hdfs:// / s3a:// is not "
+            "supported by the versioned store: use a shared filesystem path)."
+        )
 
 
 def require_java() -> str:
@@ -88,6 +137,13 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
     }
+    if settings.jars:
+        conf["spark.jars"] = ",".join(settings.jars)
+    if settings.packages:
+        conf["spark.jars.packages"] = ",".join(settings.packages)
+    if is_remote(settings.master):
+        # Executors on other nodes must not depend on this machine's default cores/memory.
+        conf.setdefault("spark.executor.memory", "2g")
     conf.update(dict(settings.extra_conf))
     return conf
 
@@ -99,6 +155,7 @@ def build_spark_session(settings: SparkSettings) -> SparkSession:
     checkpointInterval and a 15-iteration fit overflows the JVM stack.
     """
     require_java()
+    check_master_reachable(settings.master)
     builder = SparkSession.builder.appName(settings.app_name).master(settings.master)
     for key, value in session_conf(settings).items():
         builder = builder.config(key, value)

@@ -1,0 +1,88 @@
+"""Per-experiment result tables published to PostgreSQL for applications to query."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    Backoff,
+    Failure,
+    MaterializeResult,
+    RetryPolicy,
+    asset,
+)
+from pyspark.sql import DataFrame
+
+from ..core.pg import PgConnectionError
+from ..core.publish import TABLES, publish_frame
+from ..partitions import experiment_partitions
+from ..resources import PostgresResource, SparkResource
+
+# Retries help when the database is restarting or briefly unreachable; a refused login does not
+# get better by retrying, so it raises Failure(allow_retries=False) instead.
+PUBLISH_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
+PUBLISH_TAGS = {"scope": "publish"}
+
+
+def publish(context: AssetExecutionContext, postgres: PostgresResource, frame: DataFrame,
+            table: str) -> MaterializeResult:
+    spec = TABLES[table]
+    try:
+        result = publish_frame(frame, postgres.settings, postgres.schema, spec,
+                               context.partition_key)
+    except PgConnectionError as exc:
+        text = str(exc)
+        if "authentication" in text or "password" in text or "role" in text:
+            raise Failure(description=text, allow_retries=False) from None
+        raise
+    key_list = ", ".join(spec.key)
+    return MaterializeResult(metadata={
+        "table": result.table,
+        "rows": result.rows,
+        "publish_seconds": result.seconds,
+        "primary_key": key_list,
+        "database": postgres.settings.dsn_for_display(),
+    })
+
+
+def _publish_asset(table: str, upstream: str, description: str):
+    @asset(
+        name=f"pg_{table}",
+        ins={"frame": AssetIn(upstream)},
+        group_name="publish",
+        partitions_def=experiment_partitions,
+        kinds={"postgres"},
+        tags=PUBLISH_TAGS,
+        retry_policy=PUBLISH_RETRY,
+        description=description,
+    )
+    def _asset(context: AssetExecutionContext, postgres: PostgresResource, frame):
+        return publish(context, postgres, frame, table)
+
+    return _asset
+
+
+pg_item_similarity = _publish_asset(
+    "item_similarity", "item_similarity",
+    "item_similarity in PostgreSQL (als.item_similarity), keyed (experiment, movie_id, rank).")
+pg_user_recommendations = _publish_asset(
+    "user_recommendations", "user_recommendations",
+    "user_recommendations in PostgreSQL, keyed (experiment, user_id, rank).")
+pg_user_factors = _publish_asset(
+    "user_factors", "user_factors", "user_factors in PostgreSQL, keyed (experiment, user_id).")
+pg_item_factors = _publish_asset(
+    "item_factors", "item_factors", "item_factors in PostgreSQL, keyed (experiment, movie_id).")
+
+
+@asset(
+    group_name="publish",
+    partitions_def=experiment_partitions,
+    kinds={"postgres"},
+    tags=PUBLISH_TAGS,
+    retry_policy=PUBLISH_RETRY,
+    description="Test metrics in PostgreSQL (als.metrics), one row per (experiment, metric).",
+)
+def pg_metrics(context: AssetExecutionContext, postgres: PostgresResource, spark: SparkResource,
+               evaluation):
+    rows = [(name, float(value)) for name, value in evaluation.metrics().items()]
+    rows += [("k", float(evaluation.k)), ("users_evaluated", float(evaluation.users_evaluated))]
+    frame = spark.session.createDataFrame(rows, "metric string, value double")
+    return publish(context, postgres, frame, "metrics")
