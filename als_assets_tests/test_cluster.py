@@ -1,0 +1,143 @@
+"""A real Spark standalone cluster on loopback: master and worker from pyspark's spark-class.
+
+The experiment runs through the same `dagster asset materialize` command users run, in a
+subprocess (this test process already owns a local SparkContext).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyspark
+import pytest
+
+from als_assets.core.spark import (
+    SparkMasterUnreachable,
+    StorageNotShared,
+    check_master_reachable,
+    check_shared_storage,
+)
+
+HERE = Path(__file__).resolve().parent
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+DAGSTER = Path(sys.executable).with_name("dagster")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+        return json.load(response)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        time.sleep(1)
+    raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last})")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A master and a 2-core worker on 127.0.0.1; both stopped afterwards, also on failure."""
+    work = tmp_path_factory.mktemp("cluster")
+    port, master_ui, worker_ui = free_port(), free_port(), free_port()
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_WORKER_DIR": str(work / "worker"), "SPARK_LOG_DIR": str(work / "logs"),
+           "PYSPARK_PYTHON": sys.executable}
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+             "--port", str(port), "--webui-port", str(master_ui)],
+            env=env, stdout=open(work / "master.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        url = f"spark://127.0.0.1:{port}"
+        wait_for(lambda: check_master_reachable(url, 1) is None, 60, "master")
+        procs.append(subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
+             "--cores", "2", "--memory", "3g", "--webui-port", str(worker_ui)],
+            env=env, stdout=open(work / "worker.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        master_json = f"http://127.0.0.1:{master_ui}/json/"
+        wait_for(lambda: get_json(master_json)["aliveworkers"] == 1, 90, "worker")
+        yield {"url": url, "master_json": master_json,
+               "worker_json": f"http://127.0.0.1:{worker_ui}/json/", "work": work}
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def materialize_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(DAGSTER), "asset", "materialize", "-m", "als_assets.definitions",
+                           *args], env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_experiment_materializes_on_a_standalone_cluster(cluster, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")
+    env = {**os.environ, "SPARK_MASTER": cluster["url"], "DAGSTER_HOME": str(home),
+           "ALS_STORAGE_ROOT": str(tmp_path / "shared_storage"),
+           "ALS_EXPERIMENTS_FILE": str(HERE / "e2e_experiments.yaml"),
+           "ALS_SOURCE": "synthetic", "ALS_SYNTHETIC_RATINGS": "20000",
+           "SPARK_DRIVER_MEMORY": "1g", "PYSPARK_PYTHON": sys.executable}
+    sources = materialize_cli(env, "--select", "ratings,movies")
+    assert sources.returncode == 0, sources.stderr[-3000:]
+    run = materialize_cli(env, "--select", "tag:scope=experiment", "--partition", "e2e_holdout")
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    master = get_json(cluster["master_json"])
+    apps = [a for a in master["completedapps"] + master["activeapps"]
+            if a["name"] == "als_assets"]
+    assert len(apps) == 2, master  # one application per dagster run
+    assert all(a["cores"] >= 1 for a in apps)
+    worker = get_json(cluster["worker_json"])
+    app_ids = {a["id"] for a in apps}
+    executors = [e for e in worker["finishedexecutors"] + worker["executors"]
+                 if e["appid"] in app_ids]
+    assert {e["appid"] for e in executors} == app_ids  # executors on the worker did the work
+    # The model was written by executors into the shared storage root.
+    assert list((tmp_path / "shared_storage" / "als_model" / "e2e_holdout").glob("v*/model"))
+
+
+def test_unreachable_master_fails_fast_and_clearly():
+    start = time.monotonic()
+    with pytest.raises(SparkMasterUnreachable, match="spark://127.0.0.1:1 is unreachable"):
+        check_master_reachable("spark://127.0.0.1:1", timeout=3)
+    assert time.monotonic() - start < 10
+
+
+def test_remote_master_refuses_driver_only_storage():
+    with pytest.raises(StorageNotShared, match="ALS_STORAGE_ROOT"):
+        check_shared_storage("spark://10.0.0.5:7077", "/home/me/.dagster_home/als_storage",
+                             explicit=False)
+    check_shared_storage("spark://10.0.0.5:7077", "/mnt/shared", explicit=True)
+    check_shared_storage("local[2]", "/home/me/.dagster_home/als_storage", explicit=False)
