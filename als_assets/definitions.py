@@ -32,6 +32,7 @@ spark = SparkResource(
     storage_root_explicit=bool(settings.env("ALS_STORAGE_ROOT", "")),
     jdbc_jar=_jdbc.jar,
     jdbc_package=_jdbc.package,
+    driver_host=settings.env("ALS_SPARK_DRIVER_HOST", ""),
 )
 
 postgres = PostgresResource(

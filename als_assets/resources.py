@@ -64,6 +64,8 @@ class SparkResource(ConfigurableResource):
     jdbc_jar: str = Field(default="", description="PostgreSQL JDBC driver jar (ALS_JDBC_JAR).")
     jdbc_package: str = Field(default="", description="JDBC driver Maven coordinate "
                               "(ALS_JDBC_PACKAGE).")
+    driver_host: str = Field(default="", description="Name executors reach the driver by "
+                             "(ALS_SPARK_DRIVER_HOST), e.g. a container's service name.")
 
     _session: SparkSession | None = PrivateAttr(default=None)
 
@@ -82,6 +84,7 @@ class SparkResource(ConfigurableResource):
                     ui_enabled=self.ui_enabled,
                     jars=(self.jdbc_jar,) if self.jdbc_jar else (),
                     packages=(self.jdbc_package,) if self.jdbc_package else (),
+                    driver_host=self.driver_host,
                 )
             )
         return self._session

@@ -38,6 +38,7 @@ class SparkSettings:
     ui_enabled: bool = False
     jars: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
+    driver_host: str = ""
     extra_conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -141,6 +142,10 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         conf["spark.jars"] = ",".join(settings.jars)
     if settings.packages:
         conf["spark.jars.packages"] = ",".join(settings.packages)
+    if settings.driver_host:
+        # In containers: executors connect back to the driver by this name.
+        conf["spark.driver.host"] = settings.driver_host
+        conf["spark.driver.bindAddress"] = "0.0.0.0"
     if is_remote(settings.master):
         # Executors on other nodes must not depend on this machine's default cores/memory.
         conf.setdefault("spark.executor.memory", "2g")
