@@ -18,6 +18,9 @@ from pathlib import Path
 import pyspark
 import pytest
 
+from als_assets.core.jdbc import find_jdbc_driver
+from als_assets.core.pg import connect
+from als_assets.core.sources import write_movielens_folder
 from als_assets.core.spark import (
     SparkMasterUnreachable,
     StorageNotShared,
@@ -100,19 +103,42 @@ def materialize_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_experiment_materializes_on_a_standalone_cluster(cluster, tmp_path):
+@pytest.mark.skipif(not find_jdbc_driver().found, reason="no PostgreSQL JDBC driver")
+def test_postgres_experiment_materializes_on_a_standalone_cluster(cluster, pg_settings,
+                                                                   tmp_path):
+    """The notebook's setting: MovieLens in PostgreSQL, read over JDBC by a standalone cluster,
+    results published back; the same commands as in the README."""
+    folder = write_movielens_folder(tmp_path / "ml", 20_000)
+    load = subprocess.run([str(DAGSTER.with_name("als-load-movielens")), str(folder), "--quiet",
+                           "--database", pg_settings.database], capture_output=True, text=True,
+                          timeout=300)
+    assert load.returncode == 0 and "ratings: 20000 rows" in load.stdout, load.stderr
+
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("")
     env = {**os.environ, "SPARK_MASTER": cluster["url"], "DAGSTER_HOME": str(home),
            "ALS_STORAGE_ROOT": str(tmp_path / "shared_storage"),
            "ALS_EXPERIMENTS_FILE": str(HERE / "e2e_experiments.yaml"),
-           "ALS_SOURCE": "synthetic", "ALS_SYNTHETIC_RATINGS": "20000",
-           "SPARK_DRIVER_MEMORY": "1g", "PYSPARK_PYTHON": sys.executable}
+           "ALS_SOURCE": "postgres", "ALS_PG_DATABASE": pg_settings.database,
+           "ALS_JDBC_PARTITIONS": "2", "SPARK_DRIVER_MEMORY": "1g",
+           "PYSPARK_PYTHON": sys.executable}
     sources = materialize_cli(env, "--select", "ratings,movies")
     assert sources.returncode == 0, sources.stderr[-3000:]
-    run = materialize_cli(env, "--select", "tag:scope=experiment", "--partition", "e2e_holdout")
+    run = materialize_cli(env, "--select", "tag:scope=experiment or tag:scope=publish",
+                          "--partition", "e2e_holdout")
     assert run.returncode == 0, run.stderr[-3000:]
+    conn = connect(pg_settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM als.item_similarity WHERE experiment = %s "
+                        "AND movie_id = 1", ("e2e_holdout",))
+            assert cur.fetchone()[0] == 5
+            cur.execute("SELECT count(*) FROM als.user_recommendations WHERE experiment = %s "
+                        "AND user_id = 42", ("e2e_holdout",))
+            assert cur.fetchone()[0] == 10
+    finally:
+        conn.close()
 
     master = get_json(cluster["master_json"])
     apps = [a for a in master["completedapps"] + master["activeapps"]
