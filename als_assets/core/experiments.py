@@ -309,7 +309,7 @@ def _parse_experiment(name: str, raw: Any, source: str) -> ExperimentConfig:
         out["sample_user"] = _number(data["sample_user"], ctx.sub("sample_user"), int)
 
     config = ExperimentConfig(**out)
-    if config.implicit.enabled and "alpha" not in (data.get("tuning") or {}).get("grid", {}):
+    if config.implicit.enabled and "alpha" not in ((data.get("tuning") or {}).get("grid") or {}):
         # An implicit experiment without an alpha grid uses its implicit.alpha.
         grid = config.tuning.grid
         config = _replace_tuning_grid(config, GridConfig(

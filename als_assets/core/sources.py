@@ -236,8 +236,10 @@ def movielens_ratings(spark: SparkSession, folder: str | Path) -> DataFrame:
         raise SourceError(f"{ratings_path}: rows that are not userId,movieId,rating,timestamp: "
                           f"{examples}")
     return raw.select(
-        F.col("user_id").cast("int").alias("user_id"),
-        F.col("movie_id").cast("int").alias("movie_id"),
+        # try_cast: an id beyond int32 becomes null here and is reported by validation
+        # (Spark 4's ANSI cast would abort the read instead).
+        F.col("user_id").try_cast("int").alias("user_id"),
+        F.col("movie_id").try_cast("int").alias("movie_id"),
         F.col("rating").cast("float").alias("rating"),
         F.col("timestamp"),
         # Keep the raw ids to tell an int32 overflow from a real null in validation.
@@ -247,15 +249,25 @@ def movielens_ratings(spark: SparkSession, folder: str | Path) -> DataFrame:
 
 
 def movielens_movies(spark: SparkSession, folder: str | Path) -> DataFrame:
+    """Read movies.csv (quoted titles with commas); malformed rows are an error, as for ratings."""
     movies_path = _check_movielens_file(_movielens_folder(folder), "movies.csv")
-    return (
+    corrupt = "_corrupt_record"
+    raw = (
         spark.read.option("header", True)
         .option("quote", '"')
         .option("escape", '"')
         .option("mode", "PERMISSIVE")
-        .schema(T.StructType([*MOVIES_SCHEMA.fields]))
+        .option("columnNameOfCorruptRecord", corrupt)
+        .schema(T.StructType([*MOVIES_SCHEMA.fields, T.StructField(corrupt, T.StringType())]))
         .csv(str(movies_path))
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    bad = raw.filter(F.col(corrupt).isNotNull() | F.col("movie_id").isNull()) \
+        .select(corrupt).limit(3).collect()
+    if bad:
+        examples = "; ".join(repr(row[0]) for row in bad)
+        raise SourceError(f"{movies_path}: rows that are not movieId,title,genres: {examples}")
+    return raw.drop(corrupt)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,8 +75,10 @@ class VersionedStore:
         """Write a value as a new version and make it current only if the write succeeds."""
         slot = self.slot(asset, partition)
         slot.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        version = f"v{stamp}-{tag[:8] or 'local'}-{uuid.uuid4().hex[:6]}"
+        now = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now / 1e9))
+        # Names sort by creation time (nanoseconds), which is what pruning relies on.
+        version = f"v{stamp}.{now % 10**9:09d}-{tag[:8] or 'local'}-{uuid.uuid4().hex[:6]}"
         folder = slot / version
         folder.mkdir()
         try:

@@ -48,7 +48,7 @@ def top_k(
             lo, hi = np.searchsorted(exclude_rows, [start, stop])
             scores[exclude_rows[lo:hi] - start, exclude_cols[lo:hi]] = -np.inf
         if k < n_c:
-            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            part = _top_k_indices(scores, k)
         else:
             part = np.broadcast_to(np.arange(n_c), scores.shape).copy()
         part_scores = np.take_along_axis(scores, part, axis=1)
@@ -62,6 +62,17 @@ def top_k(
         c_out.append(part[keep])
         s_out.append(part_scores[keep])
     return np.concatenate(q_out), np.concatenate(c_out), np.concatenate(s_out)
+
+
+def _top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k largest scores; ties at the k-th score go to the lowest
+    indices (argpartition alone picks among them arbitrarily)."""
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+    above = scores > kth
+    at = scores == kth
+    need = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (at & (np.cumsum(at, axis=1) <= need))
+    return np.nonzero(chosen)[1].reshape(scores.shape[0], k)
 
 
 def _ranks(query_index: np.ndarray) -> np.ndarray:

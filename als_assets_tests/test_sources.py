@@ -1,0 +1,260 @@
+"""Synthetic data, MovieLens CSV loading and the ratings summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from als_assets.core.sources import (
+    INT32_MAX,
+    RATINGS_SCHEMA,
+    SourceError,
+    SyntheticSpec,
+    clean_ratings,
+    generate_synthetic,
+    movielens_movies,
+    movielens_ratings,
+    summarize_ratings,
+    synthetic_ratings,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ML_SMALL = REPO_ROOT.parent / "shared" / "data" / "ml-latest-small"
+RATINGS_HEADER = "userId,movieId,rating,timestamp"
+MOVIES_HEADER = "movieId,title,genres"
+
+# The lru_cache would hand back the same object; the undecorated function recomputes.
+generate = generate_synthetic.__wrapped__
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic
+
+
+def test_synthetic_is_deterministic_per_seed():
+    a_ratings, a_movies = generate(SyntheticSpec(n_ratings=3000, seed=7))
+    b_ratings, b_movies = generate(SyntheticSpec(n_ratings=3000, seed=7))
+    assert a_ratings is not b_ratings
+    pd.testing.assert_frame_equal(a_ratings, b_ratings)
+    pd.testing.assert_frame_equal(a_movies, b_movies)
+    c_ratings, _ = generate(SyntheticSpec(n_ratings=3000, seed=8))
+    assert not a_ratings.equals(c_ratings)
+    assert not a_ratings[["user_id", "movie_id"]].equals(c_ratings[["user_id", "movie_id"]])
+
+
+# 2000/42 and 5000/* used to come out short (1992, 4444, ... rows): mid-size catalogues repeat
+# (user, movie) pairs often enough that one batch of draws had too few distinct ones.
+@pytest.mark.parametrize(
+    ("n_ratings", "seed"),
+    [(100, 42), (1000, 42), (2000, 42), (5000, 0), (5000, 1), (5000, 42), (20_000, 42)],
+)
+def test_synthetic_shape_and_values(n_ratings, seed):
+    spec = SyntheticSpec(n_ratings=n_ratings, seed=seed)
+    ratings, movies = generate(spec)
+    assert len(ratings) == n_ratings
+    assert list(ratings.columns) == ["user_id", "movie_id", "rating", "timestamp"]
+    assert ratings["rating"].between(0.5, 5.0).all()
+    assert np.array_equal(ratings["rating"] * 2, np.round(ratings["rating"] * 2))  # half stars
+    assert not ratings.duplicated(["user_id", "movie_id"]).any()
+    assert (ratings["user_id"] >= 1).all() and (ratings["movie_id"] >= 1).all()
+    assert ratings["user_id"].max() <= spec.n_users
+    assert ratings["movie_id"].max() <= spec.n_movies
+    assert movies["movie_id"].tolist() == list(range(1, spec.n_movies + 1))
+    assert set(ratings["movie_id"]) <= set(movies["movie_id"])
+    # Sorted by user then movie.
+    assert ratings.equals(ratings.sort_values(["user_id", "movie_id"]).reset_index(drop=True))
+
+
+def test_synthetic_too_small_is_an_error():
+    with pytest.raises(SourceError, match="n_ratings must be >= 100, got 99"):
+        generate(SyntheticSpec(n_ratings=99))
+
+
+def test_synthetic_ratings_frame_has_the_canonical_schema(spark):
+    spec = SyntheticSpec(n_ratings=500, seed=3)
+    frame = synthetic_ratings(spark, spec)
+    assert frame.schema == RATINGS_SCHEMA
+    assert frame.count() == 500
+
+
+# ---------------------------------------------------------------------------------------------
+# summarize_ratings on hand-built frames
+
+SUMMARY_SCHEMA = "user_id int, movie_id int, rating float, timestamp long"
+
+
+def test_summary_of_clean_ratings(spark):
+    frame = spark.createDataFrame(
+        [(1, 10, 4.0, 1), (1, 11, 0.5, 2), (2, 10, 5.0, 3), (3, 12, 3.0, 4)], SUMMARY_SCHEMA)
+    s = summarize_ratings(frame)
+    assert (s.rows, s.users, s.movies) == (4, 3, 3)
+    assert (s.min_rating, s.max_rating) == (0.5, 5.0)
+    assert s.mean_rating == pytest.approx(12.5 / 4, abs=1e-12)
+    assert (s.null_ids, s.out_of_scale, s.ids_outside_int32, s.duplicate_pairs) == (0, 0, 0, 0)
+    assert s.problems == []
+
+
+def test_summary_finds_each_problem(spark):
+    frame = spark.createDataFrame(
+        [
+            (1, 10, 4.0, 1),
+            (None, 10, 3.0, 2),  # null user
+            (2, None, 3.0, 3),  # null movie
+            (3, 11, None, 4),  # null rating
+            (4, 12, 0.0, 5),  # below the scale
+            (4, 13, 5.5, 6),  # above the scale
+            (5, 14, float("nan"), 7),  # NaN rating
+            (6, 15, 2.0, 8), (6, 15, 2.5, 9), (6, 15, 3.0, 10),  # two extra copies
+            (7, 16, 1.0, 11), (7, 16, 1.0, 12),  # one extra copy
+            (-3, 17, 3.0, 13),  # negative id
+        ],
+        SUMMARY_SCHEMA,
+    )
+    s = summarize_ratings(frame)
+    assert s.rows == 13
+    assert s.null_ids == 3
+    assert s.out_of_scale == 3
+    assert s.ids_outside_int32 == 1
+    assert s.duplicate_pairs == 3
+    assert s.problems == [
+        "3 rows with a null user_id, movie_id or rating",
+        "3 ratings outside the scale [0.5, 5.0]",
+        f"1 ids outside int32 (0..{INT32_MAX})",
+        "3 duplicate (user_id, movie_id) pairs",
+    ]
+
+
+def test_summary_of_empty_frame(spark):
+    s = summarize_ratings(spark.createDataFrame([], SUMMARY_SCHEMA))
+    assert s.rows == 0
+    assert s.problems == ["no ratings at all"]
+
+
+def write_folder(folder: Path, ratings: str | None = None, movies: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if ratings is not None:
+        (folder / "ratings.csv").write_text(ratings, encoding="utf-8")
+    if movies is not None:
+        (folder / "movies.csv").write_text(movies, encoding="utf-8")
+    return folder
+
+
+def test_movielens_ratings_raw_ids_in_int32_summarize_cleanly(spark, tmp_path):
+    folder = write_folder(tmp_path, f"{RATINGS_HEADER}\n1,10,4.0,100\n{INT32_MAX},11,3.5,101\n"
+                                    "2,-5,6.0,102\n2,12,,103\n1,10,2.0,104\n")
+    frame = movielens_ratings(spark, folder)
+    s = summarize_ratings(frame)
+    assert s.rows == 5
+    assert s.null_ids == 1  # the empty rating
+    assert s.out_of_scale == 1  # 6.0
+    assert s.ids_outside_int32 == 1  # movie -5
+    assert s.duplicate_pairs == 1  # (1, 10) twice
+    clean = clean_ratings(frame)
+    assert clean.schema == RATINGS_SCHEMA
+    assert sorted(tuple(r) for r in clean.collect())[-1] == (INT32_MAX, 11, 3.5, 101)
+
+
+def test_movielens_ratings_ids_beyond_int32_are_counted(spark, tmp_path):
+    folder = write_folder(tmp_path, f"{RATINGS_HEADER}\n1,10,4.0,100\n3000000000,11,3.5,101\n"
+                                    "2,4294967297,3.0,102\n")
+    s = summarize_ratings(movielens_ratings(spark, folder))
+    assert s.rows == 3
+    assert s.ids_outside_int32 == 2
+    assert s.null_ids == 0
+    assert s.problems == [f"2 ids outside int32 (0..{INT32_MAX})"]
+
+
+# ---------------------------------------------------------------------------------------------
+# MovieLens CSV folders
+
+
+def test_movielens_reads_ratings_and_tricky_titles(spark, tmp_path):
+    folder = write_folder(
+        tmp_path,
+        ratings=f"{RATINGS_HEADER}\n1,1,4.0,964982703\n1,3,4.5,964981247\n2,2,0.5,835355493\n",
+        movies=(
+            f"{MOVIES_HEADER}\n"
+            "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
+            '2,"American President, The (1995)",Comedy|Drama|Romance\n'
+            '3,"Movie ""Quoted"", With Comma (2000)",Drama\n'
+            "4,(no title),(no genres listed)\n"
+        ),
+    )
+    ratings = clean_ratings(movielens_ratings(spark, folder))
+    assert sorted(tuple(r) for r in ratings.collect()) == [
+        (1, 1, 4.0, 964982703), (1, 3, 4.5, 964981247), (2, 2, 0.5, 835355493)]
+    movies = sorted(tuple(r) for r in movielens_movies(spark, folder).collect())
+    assert movies == [
+        (1, "Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy"),
+        (2, "American President, The (1995)", "Comedy|Drama|Romance"),
+        (3, 'Movie "Quoted", With Comma (2000)', "Drama"),
+        (4, "(no title)", "(no genres listed)"),
+    ]
+
+
+def test_header_with_bom_is_accepted(spark, tmp_path):
+    folder = write_folder(tmp_path, ratings=f"\ufeff{RATINGS_HEADER}\n1,1,4.0,1\n")
+    assert movielens_ratings(spark, folder).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [("ratings.csv", "user,movie,rating,timestamp"), ("ratings.csv", "userId,movieId,rating"),
+     ("movies.csv", "movieId,title")],
+)
+def test_wrong_header_names_file_and_line_1(spark, tmp_path, name, header):
+    good = {"ratings.csv": f"{RATINGS_HEADER}\n1,1,4.0,1\n", "movies.csv": f"{MOVIES_HEADER}\n"}
+    good[name] = f"{header}\n1,1,4.0,1\n"
+    folder = write_folder(tmp_path, good["ratings.csv"], good["movies.csv"])
+    reader = movielens_ratings if name == "ratings.csv" else movielens_movies
+    with pytest.raises(SourceError) as info:
+        reader(spark, folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / name}, line 1: header is {header!r}")
+    expected = RATINGS_HEADER if name == "ratings.csv" else MOVIES_HEADER
+    assert message.endswith(f"expected {expected!r}")
+
+
+@pytest.mark.parametrize("bad_row", ["1,abc,4.0,100", "1,2", "1,2,3.0,4,5", "1,2,four,100"])
+def test_malformed_ratings_row_names_file_and_shows_row(spark, tmp_path, bad_row):
+    folder = write_folder(tmp_path, f"{RATINGS_HEADER}\n1,10,4.0,100\n{bad_row}\n2,3,1.0,5\n")
+    with pytest.raises(SourceError) as info:
+        movielens_ratings(spark, folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'ratings.csv'}: rows that are not")
+    assert repr(bad_row) in message
+    assert "'1,10,4.0,100'" not in message
+
+
+@pytest.mark.parametrize("missing", ["ratings.csv", "movies.csv"])
+def test_missing_file_is_named(spark, tmp_path, missing):
+    present = "movies.csv" if missing == "ratings.csv" else "ratings.csv"
+    (tmp_path / present).write_text(
+        f"{MOVIES_HEADER if present == 'movies.csv' else RATINGS_HEADER}\n", encoding="utf-8")
+    reader = movielens_ratings if missing == "ratings.csv" else movielens_movies
+    with pytest.raises(SourceError) as info:
+        reader(spark, tmp_path)
+    assert str(info.value).startswith(f"MovieLens folder {tmp_path}: {missing} not found")
+
+
+def test_missing_folder_is_named(spark, tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        movielens_ratings(spark, tmp_path / "absent")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not ML_SMALL.is_dir(), reason=f"{ML_SMALL} not present")
+def test_ml_latest_small(spark):
+    ratings = movielens_ratings(spark, ML_SMALL)
+    summary = summarize_ratings(ratings)
+    assert summary.rows == 100836
+    assert summary.users == 610
+    assert summary.movies == 9724
+    assert (summary.min_rating, summary.max_rating) == (0.5, 5.0)
+    assert summary.problems == []
+    movies = movielens_movies(spark, ML_SMALL)
+    assert movies.count() == 9742
+    assert movies.filter("movie_id is null or title is null or genres is null").count() == 0

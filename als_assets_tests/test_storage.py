@@ -1,0 +1,191 @@
+"""VersionedStore: round trips, version retention and atomic failure handling."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+import re
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyspark.ml.recommendation import ALS, ALSModel
+from pyspark.sql import functions as F
+
+from als_assets.core import storage
+from als_assets.core.storage import KEEP_VERSIONS, StorageError, VersionedStore
+
+ASSET = ("group", "thing")
+
+
+@dataclass(frozen=True)
+class Payload:
+    name: str
+    values: tuple[float, ...]
+    nested: dict
+
+
+def versions(slot: Path) -> list[str]:
+    return sorted(p.name for p in slot.iterdir() if p.is_dir())
+
+
+def current_version(slot: Path) -> str:
+    return (slot / "CURRENT").read_text()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return VersionedStore(tmp_path / "store")
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """Successive writes get successive one-second stamps (no sleeping, no same-second ties)."""
+    stamps = (f"20240101T0000{s:02d}" for s in itertools.count())
+    fake = types.SimpleNamespace(strftime=lambda fmt, t=None: next(stamps), gmtime=time.gmtime,
+                                 time_ns=time.time_ns)
+    monkeypatch.setattr(storage, "time", fake)
+
+
+def test_pickle_round_trip_of_a_frozen_dataclass(store):
+    value = Payload("report", (1.5, float("inf")), {"k": [1, 2]})
+    stored = store.write(ASSET, "exp1", value, tag="run12345678")
+    assert stored.kind == "pickle"
+    # v<UTC second>.<nanoseconds>-<tag cut to 8 characters>-<6 hex digits>
+    assert re.fullmatch(r"v\d{8}T\d{6}\.\d{9}-run12345-[0-9a-f]{6}", stored.version), \
+        stored.version
+    assert Path(stored.path) == store.slot(ASSET, "exp1") / stored.version / "value.pkl"
+    assert store.current(ASSET, "exp1") == stored
+    got = store.read(ASSET, "exp1")  # no Spark needed for pickles
+    assert got == value
+    assert got is not value
+    with pytest.raises(AttributeError):  # still frozen after the round trip
+        got.name = "x"
+    manifest = json.loads((Path(stored.path).parent / "manifest.json").read_text())
+    assert manifest["kind"] == "pickle" and manifest["name"] == "value.pkl"
+    assert manifest["tag"] == "run12345678"
+
+
+def test_unpartitioned_slot(store):
+    store.write(ASSET, None, {"a": 1})
+    assert store.slot(ASSET, None) == store.root / "group" / "thing" / "__all__"
+    assert (store.slot(ASSET, None) / "CURRENT").is_file()
+    assert store.read(ASSET, None) == {"a": 1}
+
+
+def test_dataframe_round_trip(spark, store):
+    rows = [(1, 10, 4.5, "a"), (2, 20, 0.5, None), (3, 30, 3.0, "c,d")]
+    frame = spark.createDataFrame(rows, "user_id int, movie_id int, rating float, note string")
+    stored = store.write(ASSET, "exp1", frame)
+    assert stored.kind == "dataframe"
+    assert stored.path.endswith("data.parquet")
+    back = store.read(ASSET, "exp1", get_spark=lambda: spark)
+    assert back.schema.simpleString() == frame.schema.simpleString()
+    assert sorted(tuple(r) for r in back.collect()) == rows
+    with pytest.raises(StorageError, match=r"group/thing \[exp1\] is a Spark value"):
+        store.read(ASSET, "exp1")
+
+
+def test_als_model_round_trip(spark, store):
+    training = spark.createDataFrame(
+        [(1, 10, 4.0), (1, 11, 3.0), (2, 10, 5.0), (2, 12, 1.0), (3, 11, 2.0), (3, 12, 4.5)],
+        "user_id int, movie_id int, rating float")
+    model = ALS(userCol="user_id", itemCol="movie_id", ratingCol="rating", rank=2, maxIter=3,
+                seed=1).fit(training)
+    stored = store.write(ASSET, "exp1", model)
+    assert stored.kind == "als_model"
+    back = store.read(ASSET, "exp1", get_spark=lambda: spark)
+    assert isinstance(back, ALSModel)
+    assert back.rank == 2
+    assert back.getUserCol() == "user_id" and back.getItemCol() == "movie_id"
+
+    def factors(m):
+        return (sorted((r["id"], tuple(r["features"])) for r in m.userFactors.collect()),
+                sorted((r["id"], tuple(r["features"])) for r in m.itemFactors.collect()))
+
+    assert factors(back) == factors(model)
+
+
+def test_previous_version_kept_and_oldest_pruned(store, fake_clock):
+    assert KEEP_VERSIONS == 2
+    slot = store.slot(ASSET, "p")
+    first = store.write(ASSET, "p", "one")
+    second = store.write(ASSET, "p", "two")
+    assert versions(slot) == [first.version, second.version]
+    assert current_version(slot) == second.version
+    assert Path(first.path).is_file()  # a run still reading the previous version can finish
+    with open(first.path, "rb") as fh:
+        assert pickle.load(fh) == "one"
+
+    third = store.write(ASSET, "p", "three")
+    assert versions(slot) == [second.version, third.version]
+    assert not Path(first.path).parent.exists()
+    assert current_version(slot) == third.version
+    assert store.read(ASSET, "p") == "three"
+    fourth = store.write(ASSET, "p", "four")
+    assert versions(slot) == [third.version, fourth.version]
+    # No temporary CURRENT files are left behind.
+    assert sorted(p.name for p in slot.iterdir() if p.is_file()) == ["CURRENT"]
+
+
+def test_same_second_writes_prune_the_oldest(store, monkeypatch):
+    ticks = iter(range(1_700_000_000_000_000_000, 1_700_000_000_000_000_100, 10))
+    fake = types.SimpleNamespace(strftime=lambda fmt, t=None: "20240101T000000",
+                                 gmtime=time.gmtime, time_ns=lambda: next(ticks))
+    monkeypatch.setattr(storage, "time", fake)
+    slot = store.slot(ASSET, "p")
+    first = store.write(ASSET, "p", "one", tag="run-ccc")
+    second = store.write(ASSET, "p", "two", tag="run-bbb")
+    third = store.write(ASSET, "p", "three", tag="run-aaa")
+    assert current_version(slot) == third.version
+    assert set(versions(slot)) == {second.version, third.version}
+    assert first.version not in versions(slot)
+
+
+def test_failed_dataframe_write_keeps_previous_version(spark, store):
+    slot = store.slot(ASSET, "exp1")
+    good = spark.createDataFrame([(1, "a"), (2, "b")], "id int, label string")
+    before = store.write(ASSET, "exp1", good)
+    current_before = current_version(slot)
+
+    broken = spark.range(10).select(F.raise_error(F.lit("boom")).alias("x"))
+    with pytest.raises(Exception, match="boom"):
+        store.write(ASSET, "exp1", broken)
+
+    assert current_version(slot) == current_before == before.version
+    assert versions(slot) == [before.version]  # no partial version folder
+    assert sorted(p.name for p in slot.iterdir()) == ["CURRENT", before.version]
+    back = store.read(ASSET, "exp1", get_spark=lambda: spark)
+    assert sorted(tuple(r) for r in back.collect()) == [(1, "a"), (2, "b")]
+    assert store.current(ASSET, "exp1") == before
+
+
+def test_failed_pickle_write_keeps_previous_version(store):
+    slot = store.slot(ASSET, "exp1")
+    before = store.write(ASSET, "exp1", Payload("ok", (1.0,), {}))
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        store.write(ASSET, "exp1", Payload("bad", (1.0,), {"f": lambda: 1}))
+    assert current_version(slot) == before.version
+    assert sorted(p.name for p in slot.iterdir()) == ["CURRENT", before.version]
+    assert store.read(ASSET, "exp1") == Payload("ok", (1.0,), {})
+
+
+def test_failed_first_write_leaves_slot_unmaterialized(store):
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        store.write(ASSET, "exp2", lambda: 1)
+    assert store.current(ASSET, "exp2") is None
+    assert list(store.slot(ASSET, "exp2").iterdir()) == []
+
+
+@pytest.mark.parametrize(("partition", "name"), [("exp9", "group/thing [exp9]"),
+                                                 (None, "group/thing")])
+def test_reading_a_never_written_slot_names_the_asset(store, partition, name):
+    with pytest.raises(StorageError) as info:
+        store.read(ASSET, partition)
+    message = str(info.value)
+    assert message.startswith(f"{name} has not been materialized yet")
+    assert str(store.slot(ASSET, partition)) in message
+    assert store.current(ASSET, partition) is None
