@@ -16,4 +16,4 @@ dev:        ## the Dagster UI on http://127.0.0.1:3000
 	. scripts/_env.sh && dagster dev -m als_assets.definitions -h 127.0.0.1 -p 3000
 
 bench:
-	benchmarks/run_all.sh
+	. scripts/_env.sh && bash benchmarks/run_all.sh

@@ -1,0 +1,244 @@
+"""Dagster overhead: one experiment computed by the project's core functions from a plain Python
+script, against the same experiment materialized through Dagster.
+
+usage (from the repo root):
+    python benchmarks/overhead.py [--experiment nb_final] [--repeat 1]
+        [--data DIR] [--out benchmarks/results/overhead.json]
+
+Three variants, each a fresh process (own JVM), same data (ml-latest-small), local[2], 6g,
+experiments from benchmarks/notebook_experiments.yaml:
+  plain:          the asset bodies' calls (load+validate ratings, movies, split + check, tune,
+                  fit + baseline check, factors, recommendations, similarity, evaluation, cold
+                  start, sample-user report), DataFrames passed in memory, nothing written.
+  plain+storage:  the same, but every asset output is written with the project's VersionedStore
+                  and read back for its consumers, as the IO manager does.
+  dagster:        sources then the experiment partition through Dagster (compare_notebook.py's
+                  driver: in-process runs, one SparkSession).
+overhead of Dagster = dagster / plain - 1; the storage share = plain+storage / plain - 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BENCH, REPO, RESULTS, VENV_PY, machine_info, median, run_measured, write_json  # noqa: E402
+
+DEFAULT_DATA = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
+EXPERIMENTS_FILE = BENCH / "notebook_experiments.yaml"
+
+
+def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -> None:
+    t0 = time.time()
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from als_assets.assets.similarity import neighbours_markdown, showcase_movies
+    from als_assets.core.baselines import compare_with_baseline
+    from als_assets.core.cold_start import cold_start_report
+    from als_assets.core.evaluation import evaluate_model
+    from als_assets.core.experiments import load_experiments
+    from als_assets.core.modeling import fit_als, split_overlap_summary, split_ratings, tune
+    from als_assets.core.reports import pick_sample_user, sample_user_view
+    from als_assets.core.spark import SparkSettings, als_blocks, build_spark_session
+    from als_assets.core.storage import VersionedStore
+    from als_assets.resources import RatingsSource
+
+    stages: dict[str, float] = {"import": round(time.time() - t0, 2)}
+    config = load_experiments(os.environ["ALS_EXPERIMENTS_FILE"])[experiment]
+    store = VersionedStore(store_root)
+    spark_holder = {}
+
+    def keep(name, value, partition=experiment):
+        """The IO manager's round trip (write, then consumers read the stored value)."""
+        if not persist:
+            return value
+        store.write((name,), partition, value, tag="plain")
+        return store.read((name,), partition, lambda: spark_holder["s"])
+
+    def stage(name):
+        class S:
+            def __enter__(self):
+                self.t = time.time()
+
+            def __exit__(self, *a):
+                stages[name] = round(time.time() - self.t, 2)
+        return S()
+
+    with stage("spark_session"):
+        spark = build_spark_session(SparkSettings(
+            master=os.environ["SPARK_MASTER"], driver_memory=os.environ["SPARK_DRIVER_MEMORY"],
+            checkpoint_dir=str(Path(store_root) / "_checkpoints")))
+        spark_holder["s"] = spark
+        blocks = als_blocks(spark)
+    from als_assets.core.sources import clean_ratings, summarize_ratings
+
+    source = RatingsSource(kind="movielens", movielens_dir=os.environ["ALS_MOVIELENS_DIR"])
+    with stage("ratings"):
+        raw = source.load_ratings(spark).persist(StorageLevel.MEMORY_AND_DISK)
+        summary = summarize_ratings(raw)
+        assert not summary.problems, summary.problems
+        ratings = keep("ratings", clean_ratings(raw), None)
+    with stage("movies"):
+        movies = source.load_movies(spark).persist(StorageLevel.MEMORY_AND_DISK)
+        movies.count()
+        movies = keep("movies", movies, None)
+    with stage("splits"):
+        parts = split_ratings(ratings, config.split.ratios, config.split.seed)
+        split_overlap_summary(ratings, parts)
+        training = keep("training", parts.training)
+        validation = keep("validation", parts.validation)
+        test = keep("test", parts.test)
+    with stage("tuned_params"):
+        tuned = keep("tuned_params", tune(training, validation, config, blocks))
+    with stage("als_model"):
+        model, _ = fit_als(training, tuned.best, config, blocks)
+        compare_with_baseline(model, training, validation, config)
+        model = keep("als_model", model)
+    with stage("factors"):
+        uf = model.userFactors.select(F.col("id").alias("user_id"), "features")
+        itf = model.itemFactors.select(F.col("id").alias("movie_id"), "features")
+        uf.count()
+        itf.count()
+        uf = keep("user_factors", uf)
+        itf = keep("item_factors", itf)
+    from als_assets.core.topk import rank_similar_items, recommend_for_users
+
+    with stage("user_recommendations"):
+        seen = training if config.ranking.exclude_seen else None
+        recs = recommend_for_users(uf, itf, config.ranking.k, seen).persist()
+        recs.count()
+        uf.count()
+        recs = keep("user_recommendations", recs)
+    with stage("item_similarity"):
+        sim_cfg = config.similarity
+        eligible = (training.groupBy("movie_id").count()
+                    .filter(F.col("count") >= sim_cfg.min_ratings).select("movie_id"))
+        table = rank_similar_items(itf, eligible, sim_cfg.top_n).persist()
+        table.select("movie_id").distinct().count()
+        shown = showcase_movies(table, training)
+        table.count()
+        eligible.count()
+        neighbours_markdown(table, movies, shown)
+        keep("item_similarity", table)
+    with stage("evaluation"):
+        keep("evaluation", evaluate_model(model, training, test, recs, config))
+    with stage("cold_start_report"):
+        keep("cold_start_report", cold_start_report(model, training, test,
+                                                    explicit=not config.implicit.enabled))
+    with stage("sample_user_report"):
+        user = pick_sample_user(recs, test, config.sample_user)
+        keep("sample_user_report", sample_user_view(training, test, recs, movies, user))
+    stages["total_in_process"] = round(time.time() - t0, 2)
+    Path(out_path).write_text(json.dumps(stages))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--experiment", default="nb_final")
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--driver-memory", default="6g")
+    ap.add_argument("--workdir", default="/tmp/als_bench/overhead")
+    ap.add_argument("--out", default=str(RESULTS / "overhead.json"))
+    ap.add_argument("--_plain", help=argparse.SUPPRESS)
+    ap.add_argument("--_persist", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_store", help=argparse.SUPPRESS)
+    ap.add_argument("--_stages", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._plain:
+        plain_main(args._plain, args._persist, args._store, args._stages)
+        return
+
+    variants = ["plain", "plain+storage", "dagster"]
+    runs: dict[str, list] = {v: [] for v in variants}
+    for i in range(args.repeat):
+        order = variants if i % 2 == 0 else variants[::-1]
+        for v in order:
+            wd = Path(args.workdir) / f"{v.replace('+', '_')}_{i}"
+            if wd.exists():
+                shutil.rmtree(wd)
+            home = wd / "dagster_home"
+            home.mkdir(parents=True)
+            (home / "dagster.yaml").touch()
+            env = dict(os.environ)
+            env.update({
+                "SPARK_LOCAL_IP": "127.0.0.1", "ALS_SOURCE": "movielens",
+                "ALS_MOVIELENS_DIR": str(Path(args.data).resolve()),
+                "ALS_EXPERIMENTS_FILE": str(EXPERIMENTS_FILE),
+                "ALS_STORAGE_ROOT": str(wd / "storage"), "DAGSTER_HOME": str(home),
+                "SPARK_MASTER": args.master, "SPARK_DRIVER_MEMORY": args.driver_memory,
+            })
+            if v == "dagster":
+                cmd = [VENV_PY, str(BENCH / "compare_notebook.py"), "--_driver", str(wd),
+                       "--partitions", args.experiment]
+            else:
+                cmd = [VENV_PY, __file__, "--_plain", args.experiment, "--_store",
+                       str(wd / "storage"), "--_stages", str(wd / "stages.json")]
+                if v == "plain+storage":
+                    cmd.append("--_persist")
+            print(f"[{i + 1}/{args.repeat}] {v} ...", file=sys.stderr, flush=True)
+            res = run_measured(cmd, env=env, cwd=str(REPO), log_path=wd / "stderr.log")
+            del res["stdout"]
+            if res["returncode"] != 0:
+                raise SystemExit(f"{v} failed; see {wd}/stderr.log")
+            if v == "dagster":
+                drv = json.loads((wd / "driver.json").read_text())
+                res["stages"] = {"import": drv["import_s"]}
+                for run in drv["runs"]:
+                    res["stages"].update(run["steps"])
+                    res["stages"][f"run:{run['label']}"] = run["seconds"]
+            else:
+                res["stages"] = json.loads((wd / "stages.json").read_text())
+            print(f"  {res['wall_s']} s, peak {res['peak_rss_mb']} MB, foreign CPU "
+                  f"{res['foreign_cpu_s']} s", file=sys.stderr, flush=True)
+            runs[v].append(res)
+
+    summary = {v: {"wall_s": median([r["wall_s"] for r in rs]),
+                   "peak_rss_mb": median([r["peak_rss_mb"] for r in rs]),
+                   "foreign_cpu_s": median([r["foreign_cpu_s"] for r in rs]),
+                   "tree_cpu_s": median([r["tree_cpu_s"] for r in rs])}
+               for v, rs in runs.items()}
+    plain = summary["plain"]["wall_s"]
+    summary["overhead_dagster_vs_plain"] = round(summary["dagster"]["wall_s"] / plain - 1, 3)
+    summary["overhead_storage_vs_plain"] = round(summary["plain+storage"]["wall_s"] / plain - 1, 3)
+    summary["overhead_dagster_vs_plain_storage"] = round(
+        summary["dagster"]["wall_s"] / summary["plain+storage"]["wall_s"] - 1, 3)
+    cpu = summary["plain"]["tree_cpu_s"]
+    summary["cpu_overhead_dagster_vs_plain"] = round(summary["dagster"]["tree_cpu_s"] / cpu - 1, 3)
+    summary["cpu_overhead_dagster_vs_plain_storage"] = round(
+        summary["dagster"]["tree_cpu_s"] / summary["plain+storage"]["tree_cpu_s"] - 1, 3)
+    stage_names = list(runs["plain"][0]["stages"])
+    lines = [f"experiment {args.experiment}, {args.repeat} repetition(s), medians:",
+             "| variant | wall s | CPU s (tree) | peak RSS MB | CPU s by others |",
+             "|---|---:|---:|---:|---:|"]
+    for v in variants:
+        s = summary[v]
+        lines.append(f"| {v} | {s['wall_s']} | {s['tree_cpu_s']} | {s['peak_rss_mb']} | "
+                     f"{s['foreign_cpu_s']} |")
+    lines.append(f"\nDagster vs plain: {summary['overhead_dagster_vs_plain']:+.1%} (target < 10%); "
+                 f"storage round trips alone: {summary['overhead_storage_vs_plain']:+.1%}; "
+                 f"Dagster vs plain+storage: {summary['overhead_dagster_vs_plain_storage']:+.1%}")
+    lines.append(f"by CPU seconds of the process tree (less sensitive to other load): Dagster vs "
+                 f"plain {summary['cpu_overhead_dagster_vs_plain']:+.1%}, vs plain+storage "
+                 f"{summary['cpu_overhead_dagster_vs_plain_storage']:+.1%}")
+    lines += ["", "per stage, seconds (last repetition):",
+              "| stage | plain | plain+storage | dagster step |", "|---|---:|---:|---:|"]
+    for s in stage_names + [k for k in runs["dagster"][-1]["stages"] if k not in stage_names]:
+        lines.append(f"| {s} | " + " | ".join(str(runs[v][-1]["stages"].get(s, "-"))
+                                             for v in variants) + " |")
+    text = "\n".join(lines)
+    print(text)
+    write_json(Path(args.out), {"machine": machine_info(), "args": vars(args),
+                                "summary": summary, "runs": runs, "report_text": text})
+
+
+if __name__ == "__main__":
+    main()
