@@ -6,14 +6,21 @@ from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, Outp
 from ..checks import METRICS_NOT_NAN, gate, nan_fields
 from ..core.cold_start import cold_start_report as build_cold_start_report
 from ..core.evaluation import evaluate_model
-from ..partitions import EXPERIMENT_TAGS, experiment_config, experiment_partitions
+from ..partitions import experiment_config, experiment_partitions
+from ..plots import evaluation_chart_md
+from ..versions import OWNERS, config_data_version, config_hash, experiment_tags
+
+EVALUATION_CODE_VERSION = "evaluation-1"
+COLD_START_CODE_VERSION = "cold_start_report-1"
 
 
 @asset(
     group_name="evaluation",
     partitions_def=experiment_partitions,
-    tags=EXPERIMENT_TAGS,
+    tags=experiment_tags(model="als"),
+    owners=OWNERS,
     kinds={"spark"},
+    code_version=EVALUATION_CODE_VERSION,
     check_specs=[METRICS_NOT_NAN],
     description="Test RMSE/MAE and Precision/Recall/NDCG/MAP@K, beside baselines.",
 )
@@ -29,6 +36,7 @@ def evaluation(context: AssetExecutionContext, als_model, training, test, user_r
     )])
     best = tuned_params.best
     metadata = {
+        "experiment": context.partition_key,
         **metrics,
         "k": report.k,
         "users_evaluated": report.users_evaluated,
@@ -45,21 +53,34 @@ def evaluation(context: AssetExecutionContext, als_model, training, test, user_r
     if not report.implicit:
         metadata["rows_scored"] = report.rows_scored
         metadata["baseline_rmse_global_mean"] = report.baseline_rmse_global_mean
-    yield Output(report, metadata=metadata)
+    # The leaderboard compares this with the current config to flag edited experiments.
+    metadata["config_hash"] = config_hash(config)
+    metadata["metrics_vs_baselines"] = evaluation_chart_md(context, report)
+    version = config_data_version(
+        context, EVALUATION_CODE_VERSION,
+        ["als_model", "training", "test", "user_recommendations", "tuned_params"],
+        {"ranking": config.ranking, "implicit": config.implicit})
+    yield Output(report, data_version=version, metadata=metadata)
 
 
 @asset(
     group_name="evaluation",
     partitions_def=experiment_partitions,
-    tags=EXPERIMENT_TAGS,
+    tags=experiment_tags(model="als"),
+    owners=OWNERS,
     kinds={"spark"},
+    code_version=COLD_START_CODE_VERSION,
     description="Share of test pairs ALS cannot score, and the RMSE of each fallback.",
 )
 def cold_start_report(context: AssetExecutionContext, als_model, training, test):
     config = experiment_config(context)
     report = build_cold_start_report(als_model, training, test,
                                      explicit=not config.implicit.enabled)
-    return Output(report, metadata={
+    version = config_data_version(context, COLD_START_CODE_VERSION,
+                                  ["als_model", "training", "test"],
+                                  {"implicit": config.implicit.enabled})
+    return Output(report, data_version=version, metadata={
+        "experiment": context.partition_key,
         "test_rows": report.test_rows,
         "nan_predictions": report.nan_predictions,
         "nan_share": report.nan_share,

@@ -4,15 +4,21 @@
 from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
 from pyspark.sql import functions as F
 
-from ..partitions import EXPERIMENT_TAGS, experiment_partitions
+from ..partitions import experiment_partitions
+from ..versions import OWNERS, experiment_tags
+
+FACTORS_CODE_VERSION = "factors-1"
+FACTOR_TAGS = experiment_tags(model="als")
 
 
 @multi_asset(
     outs={
         "user_factors": AssetOut(description="Latent user vectors (user_id, features).",
-                                 kinds={"spark", "parquet"}, tags=EXPERIMENT_TAGS),
+                                 kinds={"spark", "parquet"}, tags=FACTOR_TAGS, owners=OWNERS,
+                                 code_version=FACTORS_CODE_VERSION),
         "item_factors": AssetOut(description="Latent movie vectors (movie_id, features).",
-                                 kinds={"spark", "parquet"}, tags=EXPERIMENT_TAGS),
+                                 kinds={"spark", "parquet"}, tags=FACTOR_TAGS, owners=OWNERS,
+                                 code_version=FACTORS_CODE_VERSION),
     },
     group_name="factors",
     partitions_def=experiment_partitions,

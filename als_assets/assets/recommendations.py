@@ -4,14 +4,19 @@
 from dagster import AssetExecutionContext, Output, asset
 
 from ..core.topk import recommend_for_users
-from ..partitions import EXPERIMENT_TAGS, experiment_config, experiment_partitions
+from ..partitions import experiment_config, experiment_partitions
+from ..versions import OWNERS, config_data_version, experiment_tags
+
+RECOMMENDATIONS_CODE_VERSION = "user_recommendations-1"
 
 
 @asset(
     group_name="recommendations",
     partitions_def=experiment_partitions,
-    tags=EXPERIMENT_TAGS,
+    tags=experiment_tags(model="als"),
+    owners=OWNERS,
     kinds={"spark", "parquet"},
+    code_version=RECOMMENDATIONS_CODE_VERSION,
     description="Top-K movies per user (user_id, movie_id, score, rank), "
     "without movies the user rated in training.",
 )
@@ -19,7 +24,10 @@ def user_recommendations(context: AssetExecutionContext, user_factors, item_fact
     config = experiment_config(context).ranking
     seen = training if config.exclude_seen else None
     table = recommend_for_users(user_factors, item_factors, config.k, seen).persist()
-    return Output(table, metadata={
+    version = config_data_version(context, RECOMMENDATIONS_CODE_VERSION,
+                                  ["user_factors", "item_factors", "training"],
+                                  {"ranking": config})
+    return Output(table, data_version=version, metadata={
         "rows": table.count(),
         "users": user_factors.count(),
         "k": config.k,

@@ -6,7 +6,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ..core.topk import rank_similar_items
-from ..partitions import EXPERIMENT_TAGS, experiment_config, experiment_partitions
+from ..partitions import experiment_config, experiment_partitions
+from ..versions import OWNERS, config_data_version, experiment_tags
+
+SIMILARITY_CODE_VERSION = "item_similarity-1"
 
 # Toy Story, The Matrix, The Shawshank Redemption: the notebook's examples.
 WELL_KNOWN_MOVIES = (1, 2571, 318)
@@ -50,8 +53,10 @@ def showcase_movies(similarity: DataFrame, training: DataFrame) -> list[int]:
 @asset(
     group_name="similarity",
     partitions_def=experiment_partitions,
-    tags=EXPERIMENT_TAGS,
+    tags=experiment_tags(model="als"),
+    owners=OWNERS,
     kinds={"spark", "parquet"},
+    code_version=SIMILARITY_CODE_VERSION,
     description="Top-N cosine neighbours of every movie with enough ratings "
     "(movie_id, similar_movie_id, similarity, rank).",
 )
@@ -62,7 +67,9 @@ def item_similarity(context: AssetExecutionContext, item_factors, training, movi
     table = rank_similar_items(item_factors, eligible, config.top_n).persist()
     n_items = table.select("movie_id").distinct().count()
     shown = showcase_movies(table, training)
-    return Output(table, metadata={
+    version = config_data_version(context, SIMILARITY_CODE_VERSION,
+                                  ["item_factors", "training", "movies"], {"similarity": config})
+    return Output(table, data_version=version, metadata={
         "rows": table.count(),
         "items_with_neighbours": n_items,
         "eligible_items": eligible.count(),

@@ -7,11 +7,17 @@ from pyspark import StorageLevel
 from ..checks import RATINGS_VALID, gate
 from ..core.sources import clean_ratings, summarize_ratings
 from ..resources import PostgresResource, RatingsSource, SparkResource
+from ..versions import content_data_version
+
+# Bump when the asset's logic changes: the UI then shows its materializations as stale.
+RATINGS_CODE_VERSION = "ratings-1"
+MOVIES_CODE_VERSION = "movies-1"
 
 
 @asset(
     group_name="sources",
     kinds={"spark", "parquet"},
+    code_version=RATINGS_CODE_VERSION,
     check_specs=[RATINGS_VALID],
     description="User-movie ratings (user_id, movie_id, rating, timestamp) from ALS_SOURCE.",
 )
@@ -33,8 +39,12 @@ def ratings(context: AssetExecutionContext, spark: SparkResource, source: Rating
         )
     ])
     n_users, n_movies = summary.users, summary.movies
+    cleaned = clean_ratings(raw)
+    # The data version hashes the rows: unchanged data, unchanged version (see splits.py).
+    version = content_data_version(cleaned)
     yield Output(
-        clean_ratings(raw),
+        cleaned,
+        data_version=version,
         metadata={
             "source": source.describe(postgres),
             "rows": summary.rows,
@@ -52,10 +62,14 @@ def ratings(context: AssetExecutionContext, spark: SparkResource, source: Rating
 @asset(
     group_name="sources",
     kinds={"spark", "parquet"},
+    code_version=MOVIES_CODE_VERSION,
     description="Movie titles and genres (movie_id, title, genres) from ALS_SOURCE.",
 )
 def movies(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource,
            postgres: PostgresResource):
     frame = source.load_movies(spark.session, postgres)
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    return Output(frame, metadata={"source": source.describe(postgres), "rows": frame.count()})
+    # The data version hashes the rows: unchanged data, unchanged version (see splits.py).
+    version = content_data_version(frame)
+    return Output(frame, data_version=version,
+                  metadata={"source": source.describe(postgres), "rows": frame.count()})

@@ -1,21 +1,27 @@
 """Per-experiment train / validation / test splits of the ratings."""
 
-
 from dagster import AssetCheckResult, AssetExecutionContext, AssetOut, Output, multi_asset
 
 from ..checks import SPLITS_DISJOINT, gate
 from ..core.modeling import split_overlap_summary, split_ratings
-from ..partitions import EXPERIMENT_TAGS, experiment_config, experiment_partitions
+from ..partitions import experiment_config, experiment_partitions
+from ..versions import OWNERS, content_data_version, experiment_tags
+
+SPLITS_CODE_VERSION = "splits-1"
+SPLIT_TAGS = experiment_tags(stage="split")
 
 
 @multi_asset(
     outs={
         "training": AssetOut(description="Ratings the models are fitted on.",
-                             kinds={"spark", "parquet"}, tags=EXPERIMENT_TAGS),
+                             kinds={"spark", "parquet"}, tags=SPLIT_TAGS, owners=OWNERS,
+                             code_version=SPLITS_CODE_VERSION),
         "validation": AssetOut(description="Ratings the hyperparameters are chosen on.",
-                               kinds={"spark", "parquet"}, tags=EXPERIMENT_TAGS),
+                               kinds={"spark", "parquet"}, tags=SPLIT_TAGS, owners=OWNERS,
+                               code_version=SPLITS_CODE_VERSION),
         "test": AssetOut(description="Ratings held out for the final evaluation only.",
-                         kinds={"spark", "parquet"}, tags=EXPERIMENT_TAGS),
+                         kinds={"spark", "parquet"}, tags=SPLIT_TAGS, owners=OWNERS,
+                         code_version=SPLITS_CODE_VERSION),
     },
     group_name="splits",
     partitions_def=experiment_partitions,
@@ -40,9 +46,12 @@ def splits(context: AssetExecutionContext, ratings):
     total = counts["ratings"]
     for name, frame in (("training", parts.training), ("validation", parts.validation),
                         ("test", parts.test)):
-        yield Output(frame, output_name=name, metadata={
-            "rows": counts[name],
-            "share": counts[name] / total if total else 0.0,
-            "ratios": str(list(config.split.ratios)),
-            "seed": config.split.seed,
-        })
+        # Hashing the rows captures both the ratings and the split config (ratios, seed).
+        yield Output(frame, output_name=name, data_version=content_data_version(frame),
+                     metadata={
+                         "experiment": context.partition_key,
+                         "rows": counts[name],
+                         "share": counts[name] / total if total else 0.0,
+                         "ratios": str(list(config.split.ratios)),
+                         "seed": config.split.seed,
+                     })

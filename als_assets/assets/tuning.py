@@ -1,25 +1,49 @@
 """Hyperparameter search over the experiment's grid."""
 
 
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
-from ..core.modeling import tune
-from ..partitions import EXPERIMENT_TAGS, experiment_config, experiment_partitions
+from ..core.modeling import TuningResult, tune
+from ..partitions import experiment_config, experiment_partitions
+from ..plots import tuning_heatmap_md
 from ..resources import SparkResource
+from ..versions import OWNERS, config_hash, experiment_tags, stable_hash
+
+TUNED_PARAMS_CODE_VERSION = "tuned_params-1"
+
+
+def tuning_data_version(result: TuningResult, tuning_config: str) -> DataVersion:
+    """What tuned_params holds: the searched grid with its scores (to 4 decimals, so float noise
+    does not make a re-run look new) and the chosen point, under the config that searched it."""
+    return DataVersion(stable_hash({
+        "code_version": TUNED_PARAMS_CODE_VERSION,
+        "config": tuning_config,
+        "method": result.method,
+        "metric": result.metric,
+        "best": result.best.label(),
+        "grid": [[g.params.label(), round(g.score, 4) if g.score == g.score else None]
+                 for g in result.grid],
+    }))
 
 
 @asset(
     group_name="tuning",
     partitions_def=experiment_partitions,
-    tags=EXPERIMENT_TAGS,
+    tags=experiment_tags(model="als"),
+    owners=OWNERS,
     kinds={"spark"},
+    code_version=TUNED_PARAMS_CODE_VERSION,
     description="Best ALS params and every grid point's score (holdout, TVS or CV).",
 )
 def tuned_params(context: AssetExecutionContext, spark: SparkResource, training, validation):
     config = experiment_config(context)
     result = tune(training, validation, config, spark.als_blocks)
     best = result.best
-    return Output(result, metadata={
+    # The implicit and ranking settings decide how implicit grids are fitted and scored.
+    tuning_config = config_hash(config.tuning, config.implicit,
+                                config.ranking if config.implicit.enabled else None)
+    return Output(result, data_version=tuning_data_version(result, tuning_config), metadata={
+        "experiment": context.partition_key,
         "method": result.method,
         "metric": result.metric,
         "best_score": result.best_score,
@@ -30,5 +54,7 @@ def tuned_params(context: AssetExecutionContext, spark: SparkResource, training,
         "grid_points": len(result.grid),
         "tuning_rows": result.tuning_rows,
         "tuning_seconds": result.seconds,
+        "config_hash": tuning_config,
         "grid": MetadataValue.md(result.markdown_table()),
+        "heatmap": tuning_heatmap_md(context, result),
     })

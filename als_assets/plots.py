@@ -1,0 +1,117 @@
+"""Plots as Dagster metadata: the glue between the assets and `core.plots`.
+
+Each function returns a markdown `MetadataValue` with the PNG embedded as a data URI, which the
+Dagster UI shows inline on the materialization. A plot is a picture of a result, never the
+result: if drawing fails, the metadata says so and the materialization goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dagster import AssetExecutionContext, MetadataValue
+from pyspark.sql import DataFrame
+
+from .core.baselines import BaselineComparison
+from .core.evaluation import EvaluationReport
+from .core.experiments import ExperimentConfig
+from .core.modeling import TuningResult
+from .core.plots import (
+    MetricBar,
+    heatmap_data,
+    metrics_chart,
+    png_markdown,
+    rating_histogram,
+    tuning_heatmap,
+)
+
+DIM_NAMES = {"max_iter": "maxIter", "alpha": "alpha"}
+
+
+def plot_metadata(context: AssetExecutionContext, name: str, render: Callable[[], bytes],
+                  caption: str = "") -> MetadataValue:
+    try:
+        png = render()
+    except Exception as exc:  # noqa: BLE001 - a broken picture must not fail the asset
+        context.log.warning(f"could not draw {name}: {exc!r}")
+        return MetadataValue.text(f"plot unavailable: {exc!r}")
+    return MetadataValue.md(png_markdown(png, name, caption))
+
+
+def grid_points(result: TuningResult) -> list[dict[str, float]]:
+    return [{"rank": g.params.rank, "max_iter": g.params.max_iter,
+             "reg_param": g.params.reg_param, "alpha": g.params.alpha, "score": g.score}
+            for g in result.grid]
+
+
+def tuning_heatmap_md(context: AssetExecutionContext, result: TuningResult) -> MetadataValue:
+    """rank x regParam heatmap of the grid's scores; grids over more dimensions get one panel
+    per maxIter/alpha value (up to 4), else each cell shows the best over them."""
+    points = grid_points(result)
+    best = {"rank": result.best.rank, "max_iter": result.best.max_iter,
+            "reg_param": result.best.reg_param, "alpha": result.best.alpha}
+
+    def render() -> bytes:
+        return tuning_heatmap(points, result.metric, result.lower_is_better,
+                              title=f"{context.partition_key}: {result.metric} "
+                                    f"({result.method}, {len(points)} points)",
+                              best_point=best)
+
+    layout = heatmap_data(points, result.lower_is_better).describe()
+    caption = (f"{result.metric} of each grid point ({layout}); red outline: the chosen "
+               f"{result.best.label()}.")
+    return plot_metadata(context, "tuning heatmap", render, caption)
+
+
+def rating_histogram_md(context: AssetExecutionContext, training: DataFrame,
+                        config: ExperimentConfig) -> MetadataValue:
+    """How the training ratings the model was fitted on are distributed."""
+    def render() -> bytes:
+        counts = {float(r["rating"]): int(r["count"])
+                  for r in training.groupBy("rating").count().collect()
+                  if r["rating"] is not None}
+        if config.implicit.enabled:
+            threshold = config.implicit.threshold
+            label = f"interaction (>= {threshold:g})"
+        else:
+            threshold = config.ranking.relevance_threshold
+            label = f"relevant for ranking metrics (>= {threshold:g})"
+        return rating_histogram(counts, f"{context.partition_key}: training ratings",
+                                threshold, label)
+
+    return plot_metadata(context, "training ratings", render)
+
+
+def validation_chart_md(context: AssetExecutionContext,
+                        comparison: BaselineComparison) -> MetadataValue:
+    bars = [MetricBar(comparison.metric, comparison.model_value, comparison.baseline_value,
+                      comparison.baseline, comparison.lower_is_better)]
+    return plot_metadata(
+        context, "validation vs baseline",
+        lambda: metrics_chart(bars, f"{context.partition_key}: validation vs baseline"))
+
+
+def evaluation_bars(report: EvaluationReport) -> list[MetricBar]:
+    k = report.k
+    bars = []
+    if not report.implicit:
+        bars.append(MetricBar("rmse", report.rmse, report.baseline_rmse_global_mean,
+                              "global mean", lower_is_better=True))
+        bars.append(MetricBar("mae", report.mae, None, lower_is_better=True))
+    bars += [
+        MetricBar(f"precision@{k}", report.precision_at_k,
+                  report.baseline_precision_at_k_popular, "most popular"),
+        MetricBar(f"recall@{k}", report.recall_at_k),
+        MetricBar(f"ndcg@{k}", report.ndcg_at_k, report.baseline_ndcg_at_k_popular,
+                  "most popular"),
+        MetricBar(f"map@{k}", report.map_at_k),
+    ]
+    return bars
+
+
+def evaluation_chart_md(context: AssetExecutionContext,
+                        report: EvaluationReport) -> MetadataValue:
+    bars = evaluation_bars(report)
+    return plot_metadata(
+        context, "test metrics vs baselines",
+        lambda: metrics_chart(bars, f"{context.partition_key}: test metrics vs baselines"))

@@ -1,0 +1,91 @@
+"""Code and data versions: how the UI tells which experiments are out of date.
+
+An asset's data version names its content; Dagster marks a partition stale when a direct
+dependency's data version differs from the one it was materialized from, or when the asset's
+code version changed. Code versions are one constant per asset (bumped when its logic changes),
+but experiment configs differ per partition, so config enters through data versions:
+
+- `ratings`, `movies` and the splits hash their rows (`content_data_version`): re-materializing
+  unchanged data gives the same version and nothing downstream goes stale; new data, or a new
+  split ratio or seed in the experiment's config, gives a new version.
+- assets that read more experiment config (tuned_params, als_model, evaluation,
+  cold_start_report, sample_user_report) hash their code version, the config fields they read
+  and their inputs' data versions (`config_data_version`): Dagster's own derived version, plus
+  the config.
+- factors, recommendations and similarity let Dagster derive theirs (code version + inputs).
+
+So a config change shows in the UI as soon as the first asset reading the changed field is
+materialized again. `als_model` also depends on `ratings` directly (Dagster reports staleness
+against direct dependencies only), so new ratings mark every experiment's model stale at once.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, DataVersion
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .partitions import EXPERIMENT_TAGS
+
+DATA_VERSION_TAG = "dagster/data_version"
+UNPARTITIONED_ASSETS = frozenset({"ratings", "movies", "experiment_leaderboard"})
+OWNERS = ["team:recsys"]
+
+
+def stable_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_hash(*sections: Any) -> str:
+    """A short stable hash of config values (dataclasses as dicts, anything JSON can show)."""
+    return stable_hash([asdict(s) if is_dataclass(s) and not isinstance(s, type) else s
+                    for s in sections])
+
+
+def content_data_version(frame: DataFrame, columns: Sequence[str] | None = None) -> DataVersion:
+    """A hash of a DataFrame's rows, independent of row order and partitioning, in one Spark
+    aggregation: the row count and two sums of 64-bit row hashes (as decimals, so they cannot
+    overflow). Equal rows give equal versions; a changed, added or removed row another."""
+    columns = list(columns or frame.columns)
+    cols = [F.col(c) for c in columns]
+    row = frame.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.xxhash64(*cols).cast("decimal(38,0)")).alias("h1"),
+        F.sum(F.xxhash64(F.lit("als_assets"), *cols).cast("decimal(38,0)")).alias("h2"),
+    ).first()
+    return DataVersion(stable_hash([columns, row["n"], str(row["h1"]), str(row["h2"])]))
+
+
+def latest_data_version(context: AssetExecutionContext, asset: str) -> str | None:
+    """The data version of the latest materialization of `asset` (of this run's partition for a
+    per-experiment asset), as the instance recorded it."""
+    partition = None if asset in UNPARTITIONED_ASSETS else context.partition_key
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset),
+                           asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    if not records:
+        return None
+    return (records[0].asset_materialization.tags or {}).get(DATA_VERSION_TAG)
+
+
+def config_data_version(context: AssetExecutionContext, code_version: str,
+                        inputs: Iterable[str], config: Mapping[str, Any]) -> DataVersion:
+    """Dagster's derived data version (code version and the inputs' data versions) plus the
+    experiment config fields the asset reads, which differ per partition."""
+    return DataVersion(stable_hash({
+        "code_version": code_version,
+        "inputs": {name: latest_data_version(context, name) for name in sorted(inputs)},
+        "config": config_hash(dict(config)),
+    }))
+
+
+def experiment_tags(**extra: str) -> dict[str, str]:
+    """The per-experiment asset tags (`scope=experiment`, which `--select` uses) plus more."""
+    return {**EXPERIMENT_TAGS, **extra}
