@@ -32,7 +32,9 @@ def gate(results: Sequence[AssetCheckResult]) -> Iterator[AssetCheckResult]:
     if failed:
         details = "; ".join(
             f"{r.check_name}: {r.description or 'failed'}" for r in failed)
-        raise Failure(description=f"blocking check failed, nothing was written: {details}")
+        # Bad data does not get better on a retry.
+        raise Failure(description=f"blocking check failed, nothing was written: {details}",
+                      allow_retries=False)
 
 
 def nan_fields(values: dict[str, float]) -> list[str]:

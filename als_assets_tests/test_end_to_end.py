@@ -201,6 +201,7 @@ def test_movielens_small_end_to_end(spark, tmp_path):
     ml_resources = {
         "spark": spark_resource,
         "source": RatingsSource(kind="movielens", movielens_dir=str(ML_SMALL)),
+        "postgres": resources["postgres"],
         "io_manager": VersionedSparkIOManager(root=root, spark=spark_resource),
     }
     instance = DagsterInstance.ephemeral()

@@ -207,3 +207,19 @@ def test_missing_jdbc_driver_names_the_options(monkeypatch, tmp_path):
     for option in ("libpostgresql-jdbc-java", "ALS_JDBC_JAR", "ALS_JDBC_PACKAGE"):
         assert option in str(info.value)
 
+
+
+def test_only_transient_source_errors_are_retried():
+    from dagster import Failure
+
+    from als_assets.assets.sources import SOURCE_RETRY, permanent_errors
+    from als_assets.core.sources import SourceError
+
+    assert SOURCE_RETRY.max_retries == 2
+    for permanent in (SourceError("bad file"), ValueError("bad table name"),
+                      PgConnectionError("password authentication failed for user x")):
+        with pytest.raises(Failure) as info, permanent_errors():
+            raise permanent
+        assert info.value.allow_retries is False
+    with pytest.raises(PgConnectionError), permanent_errors():
+        raise PgConnectionError("cannot connect: Connection refused")

@@ -1,11 +1,22 @@
 """Source assets: the ratings and movies every experiment starts from."""
 
+from contextlib import contextmanager
 
-from dagster import AssetCheckResult, AssetExecutionContext, Output, asset
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    Backoff,
+    Failure,
+    Output,
+    RetryPolicy,
+    asset,
+)
 from pyspark import StorageLevel
 
 from ..checks import RATINGS_VALID, gate
-from ..core.sources import clean_ratings, summarize_ratings
+from ..core.jdbc import JdbcDriverNotFound
+from ..core.pg import PgConnectionError
+from ..core.sources import SourceError, clean_ratings, summarize_ratings
 from ..resources import PostgresResource, RatingsSource, SparkResource
 from ..versions import content_data_version
 
@@ -14,7 +25,26 @@ RATINGS_CODE_VERSION = "ratings-1"
 MOVIES_CODE_VERSION = "movies-1"
 
 
+# A database or cluster that is briefly unreachable may answer on a retry; bad files, bad
+# identifiers, a missing driver or a refused login will not (see permanent_errors).
+SOURCE_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
+
+
+@contextmanager
+def permanent_errors():
+    """Turn errors a retry cannot fix into a Failure that is not retried."""
+    try:
+        yield
+    except (SourceError, ValueError, JdbcDriverNotFound) as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc
+    except PgConnectionError as exc:
+        if "authentication" in str(exc) or "password" in str(exc):
+            raise Failure(description=str(exc), allow_retries=False) from exc
+        raise
+
+
 @asset(
+    retry_policy=SOURCE_RETRY,
     group_name="sources",
     kinds={"spark", "parquet"},
     code_version=RATINGS_CODE_VERSION,
@@ -23,7 +53,8 @@ MOVIES_CODE_VERSION = "movies-1"
 )
 def ratings(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource,
             postgres: PostgresResource):
-    raw = source.load_ratings(spark.session, postgres)
+    with permanent_errors():
+        raw = source.load_ratings(spark.session, postgres)
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     summary = summarize_ratings(raw)
     problems = summary.problems
@@ -60,6 +91,7 @@ def ratings(context: AssetExecutionContext, spark: SparkResource, source: Rating
 
 
 @asset(
+    retry_policy=SOURCE_RETRY,
     group_name="sources",
     kinds={"spark", "parquet"},
     code_version=MOVIES_CODE_VERSION,
@@ -67,7 +99,8 @@ def ratings(context: AssetExecutionContext, spark: SparkResource, source: Rating
 )
 def movies(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource,
            postgres: PostgresResource):
-    frame = source.load_movies(spark.session, postgres)
+    with permanent_errors():
+        frame = source.load_movies(spark.session, postgres)
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     # The data version hashes the rows: unchanged data, unchanged version (see splits.py).
     version = content_data_version(frame)
