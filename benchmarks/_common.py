@@ -238,8 +238,9 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, default=str))
 
 
-def step_durations(instance, run_id: str) -> dict[str, float]:
-    """Per-step seconds from the run's STEP_START / STEP_SUCCESS (or STEP_FAILURE) events."""
+def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """Per-step (start, end) timestamps from the run's STEP_START and STEP_SUCCESS (or
+    STEP_FAILURE) events."""
     from dagster import DagsterEventType
 
     starts, out = {}, {}
@@ -251,8 +252,13 @@ def step_durations(instance, run_id: str) -> dict[str, float]:
             starts[ev.step_key] = rec.timestamp
         elif (ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
               and ev.step_key in starts):
-            out[ev.step_key] = round(rec.timestamp - starts[ev.step_key], 2)
+            out[ev.step_key] = (starts[ev.step_key], rec.timestamp)
     return out
+
+
+def step_durations(instance, run_id: str) -> dict[str, float]:
+    """Per-step seconds."""
+    return {k: round(end - start, 2) for k, (start, end) in step_windows(instance, run_id).items()}
 
 
 def run_bounds(instance, run_id: str) -> dict:

@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     run_bounds,
     run_measured,
     step_durations,
+    step_windows,
     write_json,
 )
 
@@ -91,22 +92,6 @@ def spark_jobs_by_window(windows: dict[str, tuple[float, float]]) -> dict:
     return {"total_jobs": n, "by_step": out}
 
 
-def step_windows(instance, run_id: str, run_label: str) -> dict[str, tuple[float, float]]:
-    from dagster import DagsterEventType
-
-    starts, out = {}, {}
-    for rec in instance.all_logs(run_id):
-        ev = rec.dagster_event
-        if ev is None:
-            continue
-        if ev.event_type == DagsterEventType.STEP_START:
-            starts[ev.step_key] = rec.timestamp
-        elif ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
-            out[f"{run_label}:{ev.step_key}"] = (starts.get(ev.step_key, rec.timestamp),
-                                                 rec.timestamp)
-    return out
-
-
 def driver_main(workdir: Path, partitions: list[str], collect_jobs: bool) -> None:
     t0 = time.time()
     from dagster import AssetSelection, DagsterInstance
@@ -133,7 +118,8 @@ def driver_main(workdir: Path, partitions: list[str], collect_jobs: bool) -> Non
                 "success": result.success, "seconds": round(seconds, 2),
                 "steps": step_durations(instance, run_id), **run_bounds(instance, run_id),
             })
-            windows.update(step_windows(instance, run_id, label))
+            windows.update({f"{label}:{k}": w
+                            for k, w in step_windows(instance, run_id).items()})
             print(f"[driver] {label}: {seconds:.1f}s success={result.success}", file=sys.stderr,
                   flush=True)
             if not result.success:

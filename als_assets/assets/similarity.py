@@ -18,7 +18,7 @@ WELL_KNOWN_MOVIES = (1, 2571, 318)
 def neighbours_markdown(similarity: DataFrame, movies: DataFrame, movie_ids: list[int]) -> str:
     """A markdown section per movie listing its neighbours with titles."""
     titles = dict(
-        movies.filter(F.col("movie_id").isin(movie_ids + [])).select("movie_id", "title").collect())
+        movies.filter(F.col("movie_id").isin(movie_ids)).select("movie_id", "title").collect())
     rows = (
         similarity.filter(F.col("movie_id").isin(movie_ids))
         .join(movies.select(F.col("movie_id").alias("similar_movie_id"),
