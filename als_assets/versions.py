@@ -89,3 +89,15 @@ def config_data_version(context: AssetExecutionContext, code_version: str,
 def experiment_tags(**extra: str) -> dict[str, str]:
     """The per-experiment asset tags (`scope=experiment`, which `--select` uses) plus more."""
     return {**EXPERIMENT_TAGS, **extra}
+
+
+def fit_key(context: AssetExecutionContext, config) -> str:
+    """What an ALS fit of a given params point depends on besides the params: the training
+    rows (their content version) and the experiment's fit settings. Equal keys and params give
+    an equivalent model (the number of ALS blocks changes only ALS's random start)."""
+    return stable_hash({
+        "training": latest_data_version(context, "training"),
+        "implicit": asdict(config.implicit),
+        "cold_start_strategy": config.cold_start_strategy,
+        "seed": config.tuning.seed,
+    })

@@ -7,16 +7,27 @@ root and 20k synthetic ratings before the definitions are imported.
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, materialize
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    AssetSelection,
+    DagsterInstance,
+    RunsFilter,
+    materialize,
+)
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import functions as F
 
+from als_assets.core.modeling import fit_als
 from als_assets.definitions import all_assets, defs, resources
 from als_assets.io_managers import VersionedSparkIOManager
+from als_assets.partitions import EXPERIMENTS
 from als_assets.resources import RatingsSource, SparkResource
 
 SYNTHETIC = ("e2e_holdout", "e2e_tvs", "e2e_cv", "e2e_implicit")
+TUNING_ONLY = "e2e_tuning_only"
 EXPERIMENT_SELECTION = AssetSelection.tag("scope", "experiment")
 SOURCES = AssetSelection.assets("ratings", "movies")
 ML_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
@@ -50,7 +61,7 @@ def synthetic_instance(spark):
     result = materialize(all_assets, resources=resources, instance=instance,
                          selection=SOURCES)
     assert result.success
-    for name in SYNTHETIC:
+    for name in (*SYNTHETIC, TUNING_ONLY):
         result = materialize(all_assets, resources=resources, instance=instance,
                              selection=EXPERIMENT_SELECTION, partition_key=name)
         assert result.success, name
@@ -97,6 +108,44 @@ def test_tuned_params_cover_the_grid(synthetic_instance):
     assert tvs.method == "tvs" and len(tvs.grid) == 2
     cv = defs.load_asset_value("tuned_params", partition_key="e2e_cv")
     assert cv.method == "cv" and cv.tuning_rows < 0.6 * 12_000  # a 50% sample of training
+
+
+def test_tuning_study_stops_after_tuned_params(synthetic_instance):
+    tuned = latest(synthetic_instance, "tuned_params", TUNING_ONLY)
+    assert tuned["grid_points"] == 2
+    for asset in ("als_model", "item_factors", "item_similarity", "user_recommendations",
+                  "evaluation", "cold_start_report", "sample_user_report"):
+        records = synthetic_instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[TUNING_ONLY]),
+            limit=1).records
+        assert not records, f"{asset} was materialized for a tuning-only experiment"
+    run = synthetic_instance.get_run_records(
+        filters=RunsFilter(tags={"dagster/partition": TUNING_ONLY}))[0]
+    steps = {s.step_key: s.status.value
+             for s in synthetic_instance.get_run_step_stats(run.dagster_run.run_id)}
+    assert steps["tuned_params"] == steps["als_model"] == "SUCCESS"
+    assert steps["evaluation"] == steps["item_similarity"] == "SKIPPED"
+
+
+def test_holdout_model_is_the_tuning_fit(synthetic_instance, spark):
+    """als_model reuses holdout tuning's fit of the best point; the model equals a new fit."""
+    meta = latest(synthetic_instance, "als_model", "e2e_holdout")
+    assert meta["reused_tuning_fit"] is True
+    assert latest(synthetic_instance, "als_model", "e2e_tvs")["reused_tuning_fit"] is False
+    stored = defs.load_asset_value("als_model", partition_key="e2e_holdout")
+    tuned = defs.load_asset_value("tuned_params", partition_key="e2e_holdout")
+    training = defs.load_asset_value("training", partition_key="e2e_holdout")
+    config = EXPERIMENTS["e2e_holdout"]
+    refit, _ = fit_als(training, tuned.best, config, tuned.blocks_per_fit)
+
+    def factors(model):
+        rows = model.itemFactors.orderBy("id").collect()
+        return [r["id"] for r in rows], np.array([r["features"] for r in rows])
+
+    ids_a, a = factors(stored)
+    ids_b, b = factors(refit)
+    assert ids_a == ids_b
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_model_is_a_loadable_spark_model(synthetic_instance, spark):
@@ -159,6 +208,7 @@ def test_leaderboard_lists_materialized_experiments_only(synthetic_instance):
     assert list(board["ndcg_at_k"]) == sorted(board["ndcg_at_k"], reverse=True)
     meta = latest(synthetic_instance, "experiment_leaderboard")
     assert meta["not_materialized"] == "ml_small"
+    assert meta["tuning_only"] == TUNING_ONLY
 
 
 def write_movielens(folder: Path, ratings_rows: list[str]) -> Path:

@@ -162,6 +162,8 @@ FIELD_ERRORS = [
     ("non-numeric sample_user", "sample_user: alice", ["sample_user", "expected a number"]),
     ("grid not a mapping", "tuning: {grid: [10, 20]}", ["tuning.grid", "expected a mapping"]),
     ("section not a mapping", "split: 0.6", ["split", "expected a mapping"]),
+    ("unknown stop_after", "stop_after: evaluation",
+     ["stop_after", "'evaluation'", "tuned_params"]),
 ]
 
 

@@ -1,19 +1,28 @@
 """Splits, interactions and tuning on tiny data."""
 
+import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
+from pyspark.ml.evaluation import RegressionEvaluator
+from pyspark.ml.recommendation import ALS
+from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import functions as F
 
 from als_assets.core.experiments import AlsParams, ExperimentConfig, GridConfig, TuningConfig
 from als_assets.core.modeling import (
+    HeldOutRatings,
     Splits,
+    fold_pairs,
+    heldout_rmse,
     split_overlap_summary,
     split_ratings,
     to_interactions,
     tune,
 )
 from als_assets.core.sources import SyntheticSpec, synthetic_ratings
+from als_assets.core.storage import VersionedStore
 
 
 @pytest.fixture(scope="module")
@@ -62,4 +71,74 @@ def test_tuning_scores_every_grid_point(ratings, method):
     assert result.metric == "rmse" and all(0.3 < g.score < 5.0 for g in result.grid), result.grid
     assert "| rank |" in result.markdown_table() and "**best**" in result.markdown_table()
     assert result.tuning_rows == parts.training.count()
+    # Only holdout fits its points on the whole of training: its best model is kept.
+    assert (result.best_model is not None) == (method == "holdout")
+    if method == "holdout":
+        assert result.best_model.rank == result.best.rank
     assert parts.training.filter(F.col("rating").isNull()).count() == 0
+
+
+def test_tuning_result_stores_its_best_model_beside_the_pickle(ratings, tmp_path, spark):
+    parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
+    grid = GridConfig(rank=(2, 4), max_iter=(3,), reg_param=(0.1,))
+    config = replace(ExperimentConfig(name="t"), tuning=TuningConfig(grid=grid))
+    result = tune(parts.training, parts.validation, config, blocks=2)
+    store = VersionedStore(tmp_path)
+    stored = store.write(("tuned_params",), "t", result)
+    assert stored.kind == "pickle"
+    back = store.read(("tuned_params",), "t")
+    assert back.best_model is None and back.best_model_path.startswith(str(tmp_path))
+    assert back.grid == result.grid and back.best == result.best
+    model = back.load_best_model()
+    expected = sorted((r["id"], tuple(r["features"])) for r in result.best_model.itemFactors.collect())
+    assert sorted((r["id"], tuple(r["features"])) for r in model.itemFactors.collect()) == expected
+
+
+def test_heldout_rmse_equals_sparks_evaluator(ratings):
+    """The driver-side RMSE used in tuning is RegressionEvaluator's on transform (drop)."""
+    parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
+    model = ALS(userCol="user_id", itemCol="movie_id", ratingCol="rating", rank=4, maxIter=4,
+                seed=1, coldStartStrategy="drop").fit(parts.training)
+    expected = RegressionEvaluator(metricName="rmse", labelCol="rating").evaluate(
+        model.transform(parts.test))
+    assert heldout_rmse(model, HeldOutRatings.collect(parts.test)) == pytest.approx(expected,
+                                                                                   rel=1e-6)
+
+
+def test_heldout_rmse_leaves_out_unknown_users_and_items(spark):
+    training = spark.createDataFrame(
+        [(1, 10, 4.0), (1, 11, 2.0), (2, 10, 5.0), (2, 11, 1.0)],
+        "user_id int, movie_id int, rating float")
+    model = ALS(userCol="user_id", itemCol="movie_id", ratingCol="rating", rank=2, maxIter=5,
+                seed=1).fit(training)
+    users = {r["id"]: np.array(r["features"]) for r in model.userFactors.collect()}
+    items = {r["id"]: np.array(r["features"]) for r in model.itemFactors.collect()}
+    # (3, 10) has an unknown user, (1, 99) an unknown item: both are left out.
+    held = HeldOutRatings(np.array([1, 2, 3, 1]), np.array([11, 10, 10, 99]),
+                          np.array([3.0, 4.0, 5.0, 1.0]))
+    errors = [float(users[1] @ items[11]) - 3.0, float(users[2] @ items[10]) - 4.0]
+    assert heldout_rmse(model, held) == pytest.approx(math.sqrt(np.mean(np.square(errors))),
+                                                      rel=1e-5)
+    assert math.isnan(heldout_rmse(model, HeldOutRatings(np.array([7]), np.array([10]),
+                                                         np.array([1.0]))))
+
+
+@pytest.mark.parametrize("method", ["cv", "tvs"])
+def test_folds_are_sparks_folds(ratings, method):
+    """Our folds are the ones Spark's CrossValidator / TrainValidationSplit would use."""
+    tuning = TuningConfig(method=method, num_folds=3, train_ratio=0.75, seed=7)
+    ours = fold_pairs(ratings, tuning)
+    if method == "cv":
+        theirs = CrossValidator(numFolds=3, seed=7)._kFold(ratings)
+    else:
+        rand = F.rand(7)
+        df = ratings.select("*", rand.alias("r"))
+        theirs = [(df.filter(~(df["r"] >= 0.75)), df.filter(df["r"] >= 0.75))]
+    assert len(ours) == len(theirs) == (3 if method == "cv" else 1)
+
+    def rows(frame):
+        return sorted(tuple(r) for r in frame.select("user_id", "movie_id", "rating").collect())
+
+    for (train, val), (train_s, val_s) in zip(ours, theirs, strict=True):
+        assert rows(val) == rows(val_s) and rows(train) == rows(train_s)
+        assert len(rows(train)) + len(rows(val)) == ratings.count()

@@ -6,11 +6,11 @@ import yaml
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetDep,
     AssetExecutionContext,
+    AssetOut,
     MetadataValue,
     Output,
-    asset,
+    multi_asset,
 )
 
 from ..checks import MODEL_BEATS_BASELINE, gate
@@ -19,7 +19,7 @@ from ..core.modeling import fit_als
 from ..partitions import experiment_config, experiment_partitions
 from ..plots import rating_histogram_md, tuning_heatmap_md, validation_chart_md
 from ..resources import SparkResource
-from ..versions import OWNERS, config_data_version, config_hash, experiment_tags
+from ..versions import OWNERS, config_data_version, config_hash, experiment_tags, fit_key
 
 ALS_MODEL_CODE_VERSION = "als_model-1"
 
@@ -30,33 +30,61 @@ def config_markdown(config) -> str:
     return "```yaml\n" + yaml.safe_dump(plain, sort_keys=False) + "```"
 
 
+def _final_model(context, spark, training, config, tuned_params):
+    """The tuning's own fit of the best params when it was made on the same training rows with
+    the same settings (holdout), else a new fit. Returns (model, fit seconds, reused, blocks)."""
+    key = getattr(tuned_params, "best_model_key", None)
+    if key is not None and key == fit_key(context, config):
+        model = tuned_params.load_best_model()
+        if model is not None:
+            seconds = next((g.seconds for g in tuned_params.grid
+                            if g.params == tuned_params.best), None)
+            return (model, seconds if seconds is not None else float("nan"), True,
+                    tuned_params.blocks_per_fit)
+    model, seconds = fit_als(training, tuned_params.best, config, spark.als_blocks)
+    return model, seconds, False, spark.als_blocks
+
+
 def model_label(config, params) -> str:
     kind = f"implicit ALS (alpha {params.alpha:g})" if config.implicit.enabled else \
         "explicit ALS"
     return f"{kind}, rank {params.rank}, maxIter {params.max_iter}, regParam {params.reg_param:g}"
 
 
-@asset(
-    group_name="models",
-    partitions_def=experiment_partitions,
-    tags=experiment_tags(model="als"),
-    owners=OWNERS,
-    kinds={"spark"},
-    code_version=ALS_MODEL_CODE_VERSION,
+@multi_asset(
+    outs={"als_model": AssetOut(
+        group_name="models",
+        tags=experiment_tags(model="als"),
+        owners=OWNERS,
+        kinds={"spark"},
+        code_version=ALS_MODEL_CODE_VERSION,
+        # A tuning study (`stop_after: tuned_params`) ends before the model: no output, and
+        # the steps after it are skipped.
+        is_required=False,
+        description="ALS fitted on training with the tuned params (a Spark ALSModel).",
+    )},
     # Provenance: the model is only as current as the ratings its splits came from. Dagster
-    # reports staleness against direct dependencies only, so without this edge new ratings would
-    # show the splits stale but every model fresh until the splits ran again.
-    deps=[AssetDep("ratings")],
+    # reports staleness against direct dependencies only, so without this edge new ratings
+    # would show the splits stale but every model fresh until the splits ran again.
+    deps=["ratings"],
+    partitions_def=experiment_partitions,
     check_specs=[MODEL_BEATS_BASELINE],
-    description="ALS fitted on training with the tuned params (a Spark ALSModel).",
+    # Lets the check output be absent too when the model is (Dagster makes check outputs
+    # optional only for subsettable multi-assets).
+    can_subset=True,
+    name="als_model",
 )
 def als_model(context: AssetExecutionContext, spark: SparkResource, training, validation,
               tuned_params):
     config = experiment_config(context)
+    if config.stop_after == "tuned_params":
+        context.log.info(f"experiment {context.partition_key} stops after tuned_params "
+                         "(stop_after in its config): no model, the steps after it are skipped")
+        return
     params = tuned_params.best
-    model, seconds = fit_als(training, params, config, spark.als_blocks)
+    model, seconds, reused, blocks = _final_model(context, spark, training, config, tuned_params)
     comparison = compare_with_baseline(model, training, validation, config)
-    yield from gate([AssetCheckResult(
+    checks = [AssetCheckResult(
         check_name=MODEL_BEATS_BASELINE.name,
         passed=comparison.model_wins,
         # Losing to the most-popular baseline is worth a warning, not a veto: on some data
@@ -65,13 +93,16 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
         description=comparison.describe(),
         metadata={"metric": comparison.metric, "model": comparison.model_value,
                   "baseline": comparison.baseline_value},
-    )])
+    )]
+    # The check runs unless the selection left it out (`<asset>.without_checks()`).
+    yield from gate([c for c in checks
+                     if MODEL_BEATS_BASELINE.key in context.selected_asset_check_keys])
     fit_config = {"implicit": config.implicit, "cold_start_strategy": config.cold_start_strategy,
                   "seed": config.tuning.seed}
     version = config_data_version(context, ALS_MODEL_CODE_VERSION,
                                   ["ratings", "training", "validation", "tuned_params"],
                                   fit_config)
-    yield Output(model, data_version=version, metadata={
+    yield Output(model, output_name="als_model", data_version=version, metadata={
         "experiment": context.partition_key,
         "model": model_label(config, params),
         "rank": params.rank,
@@ -81,13 +112,15 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
         "implicit": config.implicit.enabled,
         "cold_start_strategy": config.cold_start_strategy,
         "fit_seconds": seconds,
+        # True when holdout tuning already fitted these params on this training split.
+        "reused_tuning_fit": reused,
         "training_rows": training.count(),
         f"validation_{comparison.metric}": comparison.model_value,
         f"baseline_validation_{comparison.metric}": comparison.baseline_value,
         "tuning_method": tuned_params.method,
         f"tuning_best_{tuned_params.metric}": tuned_params.best_score,
         "spark_version": spark.session.version,
-        "als_blocks": spark.als_blocks,
+        "als_blocks": blocks,
         "config_hash": config_hash(config),
         "config": MetadataValue.md(config_markdown(config)),
         "tuning_heatmap": tuning_heatmap_md(context, tuned_params),

@@ -78,9 +78,13 @@ def leaderboard_markdown(frame: pd.DataFrame) -> str:
 )
 def experiment_leaderboard(context: AssetExecutionContext):
     """Read from the latest `evaluation` materialization of each experiment; experiments never
-    materialized are skipped."""
-    rows, missing = [], []
+    materialized, and tuning studies (`stop_after: tuned_params`, no test metrics), are listed
+    apart."""
+    rows, missing, tuning_only = [], [], []
     for name in EXPERIMENTS:
+        if EXPERIMENTS[name].stop_after is not None:
+            tuning_only.append(name)
+            continue
         records = context.instance.fetch_materializations(
             AssetRecordsFilter(asset_key=AssetKey("evaluation"), asset_partitions=[name]),
             limit=1,
@@ -103,5 +107,7 @@ def experiment_leaderboard(context: AssetExecutionContext):
     return Output(frame, metadata={
         "experiments": len(frame),
         "not_materialized": ", ".join(missing) or "none",
+        # Their best params and scores are on each one's tuned_params page.
+        "tuning_only": ", ".join(tuning_only) or "none",
         "leaderboard": MetadataValue.md(leaderboard_markdown(frame)),
     })

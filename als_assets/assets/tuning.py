@@ -1,13 +1,15 @@
 """Hyperparameter search over the experiment's grid."""
 
 
+from dataclasses import replace
+
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
 from ..core.modeling import TuningResult, tune
 from ..partitions import experiment_config, experiment_partitions
 from ..plots import tuning_heatmap_md
 from ..resources import SparkResource
-from ..versions import OWNERS, config_hash, experiment_tags, stable_hash
+from ..versions import OWNERS, config_hash, experiment_tags, fit_key, stable_hash
 
 TUNED_PARAMS_CODE_VERSION = "tuned_params-1"
 
@@ -38,6 +40,8 @@ def tuning_data_version(result: TuningResult, tuning_config: str) -> DataVersion
 def tuned_params(context: AssetExecutionContext, spark: SparkResource, training, validation):
     config = experiment_config(context)
     result = tune(training, validation, config, spark.als_blocks)
+    if result.best_model is not None:
+        result = replace(result, best_model_key=fit_key(context, config))
     best = result.best
     # The implicit and ranking settings decide how implicit grids are fitted and scored.
     tuning_config = config_hash(config.tuning, config.implicit,
@@ -54,6 +58,9 @@ def tuned_params(context: AssetExecutionContext, spark: SparkResource, training,
         "grid_points": len(result.grid),
         "tuning_rows": result.tuning_rows,
         "tuning_seconds": result.seconds,
+        # Holdout keeps its best fit (stored beside the result) for als_model to reuse.
+        "best_model_kept": result.best_model is not None,
+        "als_blocks_per_fit": result.blocks_per_fit,
         "config_hash": tuning_config,
         "grid": MetadataValue.md(result.markdown_table()),
         "heatmap": tuning_heatmap_md(context, result),

@@ -17,6 +17,8 @@ import yaml
 
 TUNING_METHODS = ("holdout", "tvs", "cv")
 COLD_START_STRATEGIES = ("drop", "nan")
+# Where an experiment's chain may end early: a tuning study needs no final model.
+STOP_AFTER = ("tuned_params",)
 
 
 class ExperimentConfigError(ValueError):
@@ -116,6 +118,10 @@ class ExperimentConfig:
     ranking: RankingConfig = field(default_factory=RankingConfig)
     similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
     sample_user: int | None = None
+    # None: the whole chain (model, factors, similarity, recommendations, evaluation, reports).
+    # "tuned_params": splits and the grid search only; `als_model` and everything after it are
+    # skipped in the run (not failed), so a tuning study costs only its fits.
+    stop_after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -307,6 +313,13 @@ def _parse_experiment(name: str, raw: Any, source: str) -> ExperimentConfig:
 
     if data.get("sample_user") is not None:
         out["sample_user"] = _number(data["sample_user"], ctx.sub("sample_user"), int)
+
+    if data.get("stop_after") is not None:
+        c = ctx.sub("stop_after")
+        _check(data["stop_after"] in STOP_AFTER, c,
+               f"must be one of {', '.join(STOP_AFTER)} (or absent for the whole chain), got "
+               f"{data['stop_after']!r}")
+        out["stop_after"] = data["stop_after"]
 
     config = ExperimentConfig(**out)
     if config.implicit.enabled and "alpha" not in ((data.get("tuning") or {}).get("grid") or {}):

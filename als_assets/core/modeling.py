@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+import numpy as np
 from pyspark import StorageLevel
-from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.recommendation import ALS, ALSModel
-from pyspark.ml.tuning import CrossValidator, TrainValidationSplit
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .experiments import AlsParams, ExperimentConfig
-from .metrics import ranking_metrics, regression_metrics, relevant_items
-from .topk import recommend_for_users
+from .experiments import AlsParams, ExperimentConfig, TuningConfig
+from .metrics import ranking_metrics, relevant_items
+from .topk import factors_to_numpy, recommend_for_users
 
 USER, ITEM = "user_id", "movie_id"
 
@@ -74,7 +75,12 @@ def make_als(
     seed: int,
     blocks: int,
 ) -> ALS:
-    """The ALS estimator, with blocks sized to the cores and periodic checkpoints."""
+    """The ALS estimator, with blocks sized to the cores and periodic checkpoints.
+
+    Checkpoints every 10 iterations (Spark's default interval; with a checkpoint directory set,
+    which the session has): each one writes both factor RDDs to disk, which on small data costs
+    more than the iterations between them, and 10 keeps a 15-iteration lineage short enough.
+    """
     return ALS(
         userCol=USER,
         itemCol=ITEM,
@@ -88,7 +94,7 @@ def make_als(
         seed=seed,
         numUserBlocks=blocks,
         numItemBlocks=blocks,
-        checkpointInterval=5,
+        checkpointInterval=10,
     )
 
 
@@ -125,6 +131,32 @@ class TuningResult:
     grid: tuple[GridScore, ...]
     tuning_rows: int
     seconds: float
+    # ALS blocks of each fit: the cores are shared by the fits running at once.
+    blocks_per_fit: int = 1
+    # Holdout tuning fits the best point on the whole training split with the experiment's own
+    # settings, i.e. exactly the model the experiment's final fit would make: it is kept so that
+    # fit is not repeated. In memory after tuning; on disk (a Spark ALSModel folder) once stored.
+    best_model: ALSModel | None = field(default=None, compare=False, repr=False)
+    best_model_path: str | None = None
+    # Identifies what the best model was fitted on and how (set by the caller): the final fit
+    # reuses the model only when its own key is equal.
+    best_model_key: str | None = None
+
+    def prepare_for_storage(self, folder: Path) -> TuningResult:
+        """What the store pickles: the Spark model is saved beside the pickle, by path."""
+        if self.best_model is None:
+            return self
+        path = folder / "best_model"
+        self.best_model.save(str(path))
+        return replace(self, best_model=None, best_model_path=str(path))
+
+    def load_best_model(self) -> ALSModel | None:
+        """The stored best model, or None (tvs/cv: fitted on a sample; or no longer stored)."""
+        if self.best_model is not None:
+            return self.best_model
+        if self.best_model_path and Path(self.best_model_path).exists():
+            return ALSModel.load(self.best_model_path)
+        return None
 
     def markdown_table(self) -> str:
         head = "| rank | maxIter | regParam | alpha | " + self.metric + " | best |\n"
@@ -137,6 +169,11 @@ class TuningResult:
                 f"{g.params.alpha:g} | {g.score:.4f} | {mark} |"
             )
         return head + "\n".join(rows)
+
+
+def fit_blocks(blocks: int, fits_at_once: int) -> int:
+    """ALS blocks for each of `fits_at_once` concurrent fits, out of `blocks` for one fit."""
+    return max(1, blocks // max(1, fits_at_once))
 
 
 def _pick_best(grid: list[GridScore], lower_is_better: bool) -> GridScore:
@@ -156,9 +193,15 @@ def tune(
     """Search the config's grid with its method (holdout, tvs or cv)."""
     tcfg = config.tuning
     points = list(tcfg.grid.points())
+    # Fits running at once share the cores: each gets blocks / fits-at-once ALS blocks (on
+    # small data one block per fit and two fits at once beats two blocks per fit, one at a time:
+    # ALS's cost there is per task and per stage, not per rating).
+    blocks = fit_blocks(blocks, min(tcfg.parallelism, len(points)))
     start = time.perf_counter()
+    best_model = None
     if tcfg.method == "holdout":
-        grid, metric, lower = _tune_holdout(training, validation, points, config, blocks)
+        grid, metric, lower, best_model = _tune_holdout(training, validation, points, config,
+                                                        blocks)
         rows = training.count()
     else:
         data = training
@@ -166,7 +209,7 @@ def tune(
             data = training.sample(fraction=tcfg.sample_fraction, seed=tcfg.seed)
         data = data.persist(StorageLevel.MEMORY_AND_DISK)
         rows = data.count()
-        grid, metric, lower = _tune_spark(data, points, config, blocks)
+        grid, metric, lower = _tune_folds(data, points, config, blocks)
         data.unpersist()
     best = _pick_best(grid, lower)
     return TuningResult(
@@ -178,13 +221,66 @@ def tune(
         grid=tuple(grid),
         tuning_rows=rows,
         seconds=time.perf_counter() - start,
+        blocks_per_fit=blocks,
+        # (with tied scores, threads may have kept another point than the one picked here)
+        best_model=best_model[1] if best_model is not None and best_model[0] == best.params
+        else None,
     )
+
+
+@dataclass(frozen=True)
+class HeldOutRatings:
+    """Ratings to score models on, collected to the driver once for a whole grid."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+
+    @classmethod
+    def collect(cls, frame: DataFrame) -> HeldOutRatings:
+        pdf = frame.select(USER, ITEM, "rating").toPandas()
+        return cls(pdf[USER].to_numpy(np.int64), pdf[ITEM].to_numpy(np.int64),
+                   pdf["rating"].to_numpy(np.float64))
+
+
+def heldout_rmse(model: ALSModel, held: HeldOutRatings) -> float:
+    """RMSE of the model on held-out ratings, from its factor tables on the driver.
+
+    The same number as RegressionEvaluator on `model.transform(held)` with coldStartStrategy
+    'drop' (prediction = the float32 dot product of the user's and the item's factors; rows whose
+    user or item has no factors are left out), without a Spark join and aggregation per model:
+    for a grid of small fits the per-query cost is most of the evaluation.
+    """
+    user_ids, users = factors_to_numpy(model.userFactors)
+    item_ids, items = factors_to_numpy(model.itemFactors)
+    if len(user_ids) == 0 or len(item_ids) == 0 or len(held.ratings) == 0:
+        return float("nan")
+    u = np.searchsorted(user_ids, held.users).clip(0, len(user_ids) - 1)
+    i = np.searchsorted(item_ids, held.items).clip(0, len(item_ids) - 1)
+    known = (user_ids[u] == held.users) & (item_ids[i] == held.items)
+    if not known.any():
+        return float("nan")
+    predicted = np.einsum("ij,ij->i", users[u[known]], items[i[known]]).astype(np.float64)
+    return float(np.sqrt(np.mean((predicted - held.ratings[known]) ** 2)))
 
 
 def _tune_holdout(training, validation, points, config, blocks):
     k = config.ranking.k
     if config.implicit.enabled:
         relevant = relevant_items(validation, config.implicit.threshold)
+    else:
+        held = HeldOutRatings.collect(validation)
+    lower = not config.implicit.enabled
+    kept: list = [None]  # (params, model, score) of the best point so far
+    lock = threading.Lock()
+
+    def keep_if_best(params: AlsParams, model: ALSModel, value: float) -> None:
+        if value != value:
+            return
+        with lock:
+            best = kept[0]
+            if best is None or (value < best[2] if lower else value > best[2]):
+                kept[0] = (params, model, value)
 
     def score(params: AlsParams) -> GridScore:
         model, seconds = fit_als(training, params, config, blocks)
@@ -195,38 +291,66 @@ def _tune_holdout(training, validation, points, config, blocks):
             )
             value = ranking_metrics(recs, relevant, k).ndcg_at_k
         else:
-            preds = model.copy({model.coldStartStrategy: "drop"}).transform(validation)
-            value = regression_metrics(preds).rmse
+            value = heldout_rmse(model, held)
+        keep_if_best(params, model, value)
         return GridScore(params, value, seconds)
 
     workers = max(1, min(config.tuning.parallelism, len(points)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         grid = list(pool.map(score, points))
+    best = kept[0][:2] if kept[0] is not None else None
     if config.implicit.enabled:
-        return grid, f"ndcg_at_{k}", False
-    return grid, "rmse", True
+        return grid, f"ndcg_at_{k}", False, best
+    return grid, "rmse", True, best
 
 
-def _tune_spark(data, points, config, blocks):
+def fold_pairs(data: DataFrame, tuning: TuningConfig) -> list[tuple[DataFrame, DataFrame]]:
+    """(train, validation) pairs exactly as Spark's CrossValidator (random k-fold) and
+    TrainValidationSplit make them: one rand(seed) column, folds by its value range."""
+    df = data.select("*", F.rand(tuning.seed).alias(_FOLD_RAND))
+    rand = F.col(_FOLD_RAND)
+    if tuning.method == "tvs":
+        held_out = rand >= tuning.train_ratio
+        return [(df.filter(~held_out), df.filter(held_out))]
+    h = 1.0 / tuning.num_folds
+    pairs = []
+    for i in range(tuning.num_folds):
+        held_out = (rand >= i * h) & (rand < (i + 1) * h)
+        pairs.append((df.filter(~held_out), df.filter(held_out)))
+    return pairs
+
+
+_FOLD_RAND = "_fold_rand"
+
+
+def _tune_folds(data, points, config, blocks):
+    """TrainValidationSplit (one fold) or k-fold CrossValidator over the grid: Spark's folds and
+    metric (RMSE, averaged over folds), `parallelism` fits at once. Unlike Spark's tuners it does
+    not refit the best point on the whole sample afterwards: that model would be discarded (the
+    experiment's model is fitted on all of training)."""
     tcfg = config.tuning
-    als = make_als(points[0], False, "drop", tcfg.seed, blocks)
-    maps = [
-        {als.rank: p.rank, als.maxIter: p.max_iter, als.regParam: p.reg_param, als.alpha: p.alpha}
-        for p in points
-    ]
-    evaluator = RegressionEvaluator(metricName="rmse", labelCol="rating",
-                                    predictionCol="prediction")
-    if tcfg.method == "tvs":
-        tuner = TrainValidationSplit(estimator=als, estimatorParamMaps=maps, evaluator=evaluator,
-                                     trainRatio=tcfg.train_ratio, seed=tcfg.seed,
-                                     parallelism=tcfg.parallelism)
-        fitted = tuner.fit(data)
-        metrics = fitted.validationMetrics
-    else:
-        tuner = CrossValidator(estimator=als, estimatorParamMaps=maps, evaluator=evaluator,
-                               numFolds=tcfg.num_folds, seed=tcfg.seed,
-                               parallelism=tcfg.parallelism)
-        fitted = tuner.fit(data)
-        metrics = fitted.avgMetrics
-    grid = [GridScore(p, float(m)) for p, m in zip(points, metrics, strict=True)]
+    workers = max(1, min(tcfg.parallelism, len(points)))
+    scores = np.zeros((len(points),))
+    seconds = np.zeros((len(points),))
+    folds = fold_pairs(data, tcfg)
+    for train, validation in folds:
+        train = train.drop(_FOLD_RAND).persist(StorageLevel.MEMORY_AND_DISK)
+        held = HeldOutRatings.collect(validation)
+
+        def score(index: int, train=train, held=held) -> tuple[int, float, float]:
+            als = make_als(points[index], False, "drop", tcfg.seed, blocks)
+            start = time.perf_counter()
+            model = als.fit(train)
+            return index, heldout_rmse(model, held), time.perf_counter() - start
+
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for index, value, took in pool.map(score, range(len(points))):
+                    scores[index] += value
+                    seconds[index] += took
+        finally:
+            train.unpersist()
+    scores /= len(folds)
+    grid = [GridScore(p, float(m), float(t)) for p, m, t in zip(points, scores, seconds,
+                                                                 strict=True)]
     return grid, "rmse", True

@@ -90,6 +90,9 @@ class VersionedStore:
                 value.save(str(folder / name))
             else:
                 kind, name = "pickle", "value.pkl"
+                # A value holding Spark objects saves them beside the pickle and pickles paths.
+                if hasattr(value, "prepare_for_storage"):
+                    value = value.prepare_for_storage(folder)
                 with open(folder / name, "wb") as fh:
                     pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
             (folder / "manifest.json").write_text(
