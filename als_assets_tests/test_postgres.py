@@ -26,12 +26,18 @@ requires_driver = pytest.mark.skipif(not find_jdbc_driver().found,
                                      reason="no PostgreSQL JDBC driver (libpostgresql-jdbc-java)")
 
 
+N_RATINGS = 20_000
+
+
 @pytest.fixture(scope="module")
 def loaded(pg_settings: PgSettings, tmp_path_factory) -> PgSettings:
-    """The database with 5,000 synthetic MovieLens ratings loaded by the loader."""
-    folder = write_movielens_folder(tmp_path_factory.mktemp("ml") / "synthetic", 5_000, seed=7)
+    """The database with synthetic MovieLens ratings loaded by the loader: as many as the
+    synthetic end-to-end tests use, enough for ALS to beat the global mean reliably (on 5,000 it
+    may not, and the blocking check would stop the chain this module publishes)."""
+    folder = write_movielens_folder(tmp_path_factory.mktemp("ml") / "synthetic", N_RATINGS,
+                                    seed=7)
     result = load_movielens(folder, pg_settings)
-    assert result.ratings_rows == 5_000
+    assert result.ratings_rows == N_RATINGS
     return pg_settings
 
 
@@ -58,7 +64,7 @@ def test_postgres_source_is_a_partitioned_read(spark, loaded):
     ratings = source.load_ratings(spark, pg_resource(loaded))
     assert ratings.schema == RATINGS_SCHEMA
     assert ratings.rdd.getNumPartitions() == 3
-    assert ratings.count() == 5_000
+    assert ratings.count() == N_RATINGS
     (expected,) = query(loaded, "SELECT sum(rating)::float FROM movielens.ratings")[0]
     assert ratings.agg(F.sum("rating")).first()[0] == pytest.approx(expected, rel=1e-6)
     movies = source.load_movies(spark, pg_resource(loaded))

@@ -16,7 +16,7 @@ Similarity
   Sizes: ml-latest-small-sized (9,724 items x rank 20, the final model's rank) and
   --large-items random items x rank 20.
 Ranking metrics
-  project:  als_assets.core.metrics.ranking_metrics(recs, relevant, 10) (native Spark).
+  project:  als_assets.core.metrics.ranking_metrics(recs, relevant, 10) (top-K collected, NumPy).
   notebook: collect_set of relevant movies per user, array_intersect for P/R, and the
             notebook's NDCG@K Python UDF, exactly as in seed_notebook.py.
   Sizes: ml-latest-small-sized (610 users, 10 recs each, ~20k test ratings) and 20x that.

@@ -98,7 +98,10 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     with stage("tuned_params"):
         tuned = keep("tuned_params", tune(training, validation, config, blocks))
     with stage("als_model"):
-        model, _ = fit_als(training, tuned.best, config, blocks)
+        # As the asset: holdout tuning's own fit of the best point, else a new fit.
+        model = tuned.load_best_model()
+        if model is None:
+            model, _ = fit_als(training, tuned.best, config, blocks)
         compare_with_baseline(model, training, validation, config)
         model = keep("als_model", model)
     with stage("factors"):
