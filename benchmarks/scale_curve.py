@@ -5,6 +5,7 @@ maxIter 10, regParam 0.1).
 usage (from the repo root):
     python benchmarks/scale_curve.py [--sizes 100000,1000000,10000000]
         [--with-20m] [--driver-memory 8g] [--out benchmarks/results/scale_curve.json]
+    python benchmarks/scale_curve.py --sizes 20000000 --append   # add a size to an earlier run
 
 For each size a fresh DAGSTER_HOME and storage root; one process (compare_notebook.py's driver
 mode) materializes `ratings,movies` and then the experiment's partition through Dagster, one
@@ -131,6 +132,9 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/als_bench/scale")
     ap.add_argument("--out", default=str(RESULTS / "scale_curve.json"))
     ap.add_argument("--png", default=str(RESULTS / "scale_curve.png"))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the results already in --out and add (or replace) these sizes: "
+                    "run a large size on its own later, e.g. --sizes 20000000 --append")
     ap.add_argument("--report-only", action="store_true",
                     help="only redraw the plot and table from an existing --out JSON")
     args = ap.parse_args()
@@ -144,6 +148,13 @@ def main() -> None:
         sizes.append(20_000_000)
 
     out = {"machine": machine_info(), "args": vars(args), "results": [], "notes": []}
+    if args.append and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        out["results"] = [r for r in old["results"] if r.get("ratings") not in sizes]
+        out["notes"] = [n for n in old.get("notes", [])
+                        if not any(n.startswith(f"{n_} ratings") for n_ in sizes)]
+        out["earlier_runs"] = old.get("earlier_runs", []) + [
+            {"machine": old.get("machine"), "args": old.get("args")}]
     for n in sizes:
         if n >= 20_000_000:
             prev = [r for r in out["results"] if r.get("ratings") == 10_000_000 and r.get("steps_s")]
@@ -171,6 +182,7 @@ def main() -> None:
             print(f"  {r['wall_s']} s, peak {r['peak_rss_mb']} MB, steps {r['steps_s']}",
                   file=sys.stderr, flush=True)
         out["results"].append(r)
+        out["results"].sort(key=lambda x: x.get("ratings", 0))
         write_json(Path(args.out), out)
     plot(out["results"], Path(args.png))
     finish(out, args)
@@ -195,7 +207,8 @@ def finish(out: dict, args) -> None:
     lines.append("| CPU s by other processes | " + " | ".join(
         f"{r['foreign_cpu_s']}" for r in ok) + " |")
     lines += out["notes"]
-    if not args.with_20m:
+    if not any(r.get("ratings") == 20_000_000 for r in out["results"]) and not any(
+            n.startswith("20000000 ratings") for n in out["notes"]):
         lines.append("20M ratings: not run (pass --with-20m).")
     text = "\n".join(lines)
     print(text)
