@@ -238,6 +238,14 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, default=str))
 
 
+def publish_report(out: dict, lines: list[str], path: Path) -> None:
+    """Print the report's table lines and keep them in the JSON as `report_text`."""
+    text = "\n".join(lines)
+    print(text)
+    out["report_text"] = text
+    write_json(path, out)
+
+
 def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
     """Per-step (start, end) timestamps from the run's STEP_START and STEP_SUCCESS (or
     STEP_FAILURE) events."""

@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     VENV_PY,
     machine_info,
     median,
+    publish_report,
     run_bounds,
     run_measured,
     step_durations,
@@ -464,10 +465,7 @@ def main() -> None:
         lines.append("\nfigures (last repetition):")
         lines.append(table(side_by_side(last["baseline"]["result"], last["project"]["figures"]),
                            ("figure", "baseline (notebook)", "project (Dagster)")))
-    text = "\n".join(lines)
-    print(text)
-    out["report_text"] = text
-    write_json(Path(args.out), out)
+    publish_report(out, lines, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine_info, median, write_json  # noqa: E402
+from _common import RESULTS, machine_info, median, publish_report, write_json  # noqa: E402
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
@@ -314,10 +314,7 @@ def main() -> None:
                      f"{r['notebook_udf_s']} | {r['speedup']}x | "
                      f"{pv['precision_at_10']}/{pv['recall_at_10']}/{pv['ndcg_at_10']} | "
                      f"{nv['precision_at_10']}/{nv['recall_at_10']}/{nv['ndcg_at_10']} |")
-    text = "\n".join(lines)
-    print(text)
-    res["report_text"] = text
-    write_json(Path(args.out), res)
+    publish_report(res, lines, Path(args.out))
 
 
 if __name__ == "__main__":

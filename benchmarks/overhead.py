@@ -28,7 +28,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH, REPO, RESULTS, VENV_PY, machine_info, median, run_measured, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    BENCH,
+    REPO,
+    RESULTS,
+    VENV_PY,
+    machine_info,
+    median,
+    publish_report,
+    run_measured,
+)
 
 DEFAULT_DATA = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
 EXPERIMENTS_FILE = BENCH / "notebook_experiments.yaml"
@@ -237,10 +246,8 @@ def main() -> None:
     for s in stage_names + [k for k in runs["dagster"][-1]["stages"] if k not in stage_names]:
         lines.append(f"| {s} | " + " | ".join(str(runs[v][-1]["stages"].get(s, "-"))
                                              for v in variants) + " |")
-    text = "\n".join(lines)
-    print(text)
-    write_json(Path(args.out), {"machine": machine_info(), "args": vars(args),
-                                "summary": summary, "runs": runs, "report_text": text})
+    publish_report({"machine": machine_info(), "args": vars(args), "summary": summary,
+                    "runs": runs}, lines, Path(args.out))
 
 
 if __name__ == "__main__":

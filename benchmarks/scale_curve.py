@@ -24,7 +24,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH, REPO, RESULTS, VENV_PY, machine_info, run_measured, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    BENCH,
+    REPO,
+    RESULTS,
+    VENV_PY,
+    machine_info,
+    publish_report,
+    run_measured,
+    write_json,
+)
 
 EXPERIMENT = """experiments:
   scale:
@@ -210,10 +219,7 @@ def finish(out: dict, args) -> None:
     if not any(r.get("ratings") == 20_000_000 for r in out["results"]) and not any(
             n.startswith("20000000 ratings") for n in out["notes"]):
         lines.append("20M ratings: not run (pass --with-20m).")
-    text = "\n".join(lines)
-    print(text)
-    out["report_text"] = text
-    write_json(Path(args.out), out)
+    publish_report(out, lines, Path(args.out))
 
 
 if __name__ == "__main__":

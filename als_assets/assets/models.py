@@ -84,19 +84,19 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
     params = tuned_params.best
     model, seconds, reused, blocks = _final_model(context, spark, training, config, tuned_params)
     comparison = compare_with_baseline(model, training, validation, config)
-    checks = [AssetCheckResult(
-        check_name=MODEL_BEATS_BASELINE.name,
-        passed=comparison.model_wins,
-        # Losing to the most-popular baseline is worth a warning, not a veto: on some data
-        # (few users, strong popularity) implicit ALS does, and its model is still useful.
-        severity=AssetCheckSeverity.WARN if config.implicit.enabled else AssetCheckSeverity.ERROR,
-        description=comparison.describe(),
-        metadata={"metric": comparison.metric, "model": comparison.model_value,
-                  "baseline": comparison.baseline_value},
-    )]
     # The check runs unless the selection left it out (`<asset>.without_checks()`).
-    yield from gate([c for c in checks
-                     if MODEL_BEATS_BASELINE.key in context.selected_asset_check_keys])
+    if MODEL_BEATS_BASELINE.key in context.selected_asset_check_keys:
+        yield from gate([AssetCheckResult(
+            check_name=MODEL_BEATS_BASELINE.name,
+            passed=comparison.model_wins,
+            # Losing to the most-popular baseline is worth a warning, not a veto: on some data
+            # (few users, strong popularity) implicit ALS does, and its model is still useful.
+            severity=AssetCheckSeverity.WARN if config.implicit.enabled
+            else AssetCheckSeverity.ERROR,
+            description=comparison.describe(),
+            metadata={"metric": comparison.metric, "model": comparison.model_value,
+                      "baseline": comparison.baseline_value},
+        )])
     fit_config = {"implicit": config.implicit, "cold_start_strategy": config.cold_start_strategy,
                   "seed": config.tuning.seed}
     version = config_data_version(context, ALS_MODEL_CODE_VERSION,

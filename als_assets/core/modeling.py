@@ -176,12 +176,17 @@ def fit_blocks(blocks: int, fits_at_once: int) -> int:
     return max(1, blocks // max(1, fits_at_once))
 
 
+def _order_key(score: float, index: int, lower_is_better: bool) -> tuple[float, int]:
+    """Sorts grid points best first: the better score, then (on a tie) the earlier point."""
+    return (score if lower_is_better else -score, index)
+
+
 def _pick_best(grid: list[GridScore], lower_is_better: bool) -> GridScore:
-    finite = [g for g in grid if g.score == g.score]
+    finite = [(i, g) for i, g in enumerate(grid) if g.score == g.score]
     if not finite:
         raise RuntimeError("every grid point scored NaN: the validation split shares no users "
                            "or items with training")
-    return min(finite, key=lambda g: g.score if lower_is_better else -g.score)
+    return min(finite, key=lambda ig: _order_key(ig[1].score, ig[0], lower_is_better))[1]
 
 
 def tune(
@@ -222,9 +227,7 @@ def tune(
         tuning_rows=rows,
         seconds=time.perf_counter() - start,
         blocks_per_fit=blocks,
-        # (with tied scores, threads may have kept another point than the one picked here)
-        best_model=best_model[1] if best_model is not None and best_model[0] == best.params
-        else None,
+        best_model=best_model,
     )
 
 
@@ -271,18 +274,20 @@ def _tune_holdout(training, validation, points, config, blocks):
     else:
         held = HeldOutRatings.collect(validation)
     lower = not config.implicit.enabled
-    kept: list = [None]  # (params, model, score) of the best point so far
+    # Only the best model so far is kept (fits run in threads), ordered as _pick_best orders.
+    kept: dict = {}
     lock = threading.Lock()
 
-    def keep_if_best(params: AlsParams, model: ALSModel, value: float) -> None:
+    def keep_if_best(index: int, model: ALSModel, value: float) -> None:
         if value != value:
             return
+        key = _order_key(value, index, lower)
         with lock:
-            best = kept[0]
-            if best is None or (value < best[2] if lower else value > best[2]):
-                kept[0] = (params, model, value)
+            if "key" not in kept or key < kept["key"]:
+                kept.update(key=key, model=model)
 
-    def score(params: AlsParams) -> GridScore:
+    def score(index: int) -> GridScore:
+        params = points[index]
         model, seconds = fit_als(training, params, config, blocks)
         if config.implicit.enabled:
             recs = recommend_for_users(
@@ -292,13 +297,13 @@ def _tune_holdout(training, validation, points, config, blocks):
             value = ranking_metrics(recs, relevant, k).ndcg_at_k
         else:
             value = heldout_rmse(model, held)
-        keep_if_best(params, model, value)
+        keep_if_best(index, model, value)
         return GridScore(params, value, seconds)
 
     workers = max(1, min(config.tuning.parallelism, len(points)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        grid = list(pool.map(score, points))
-    best = kept[0][:2] if kept[0] is not None else None
+        grid = list(pool.map(score, range(len(points))))
+    best = kept.get("model")
     if config.implicit.enabled:
         return grid, f"ndcg_at_{k}", False, best
     return grid, "rmse", True, best
