@@ -64,3 +64,12 @@ class VersionedSparkIOManager(ConfigurableIOManager):
 # The current version of each asset partition read in this process, persisted: the steps of a
 # run (in-process executor) read each split's Parquet once instead of once per step.
 _READ_CACHE: dict[tuple[int, str], tuple[str, DataFrame]] = {}
+
+
+def stored_path_of(frame: DataFrame) -> str | None:
+    """The stored version a DataFrame this IO manager loaded was read from (a version folder
+    never changes, so the path names the exact rows); None for any other DataFrame."""
+    for path, cached in _READ_CACHE.values():
+        if cached is frame:
+            return path
+    return None

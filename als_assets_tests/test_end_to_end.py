@@ -83,6 +83,33 @@ def test_sources_and_splits(synthetic_instance):
     assert all(e.passed for e in check_results(synthetic_instance, "ratings_valid"))
 
 
+def test_experiments_with_the_same_split_link_its_files(synthetic_instance, spark):
+    """Every synthetic experiment uses the default split: the first one computes it, the later
+    ones store its files again and record where they came from."""
+    def record(asset, partition):
+        return synthetic_instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]),
+            limit=1).records[0].asset_materialization
+
+    first = SYNTHETIC[0]
+    for name in ("training", "validation", "test"):
+        made = record(name, first)
+        assert "reused_split_of" not in made.metadata
+        for partition in (*SYNTHETIC[1:], TUNING_ONLY):
+            reused = record(name, partition)
+            assert reused.metadata["reused_split_of"].value in SYNTHETIC
+            assert reused.metadata["split_key"] == made.metadata["split_key"]
+            assert reused.metadata["rows"] == made.metadata["rows"]
+            assert reused.tags["dagster/data_version"] == made.tags["dagster/data_version"]
+            own, theirs = (spark.read.parquet(m.metadata["storage_path"].value)
+                           for m in (reused, made))
+            assert reused.metadata["storage_path"] != made.metadata["storage_path"]
+            assert own.count() == theirs.count() and own.exceptAll(theirs).count() == 0
+    evaluations = check_results(synthetic_instance, "splits_disjoint_and_complete")
+    assert len(evaluations) == len(SYNTHETIC) + 1
+    assert sum("reused" in e.description for e in evaluations) == len(SYNTHETIC)
+
+
 def test_explicit_model_learns_and_reports_every_metric(synthetic_instance):
     for name in ("e2e_holdout", "e2e_tvs", "e2e_cv"):
         model = latest(synthetic_instance, "als_model", name)

@@ -14,8 +14,10 @@ from als_assets.core.experiments import AlsParams, ExperimentConfig, GridConfig,
 from als_assets.core.modeling import (
     HeldOutRatings,
     Splits,
+    fit_order,
     fold_pairs,
     heldout_rmse,
+    make_als,
     split_overlap_summary,
     split_ratings,
     to_interactions,
@@ -49,6 +51,19 @@ def test_overlapping_or_missing_rows_are_counted(ratings):
     missing = Splits(parts.training, parts.validation, parts.test.limit(10))
     counts = split_overlap_summary(ratings, missing)
     assert counts["sum_of_splits"] == counts["distinct_pairs_in_splits"] < 3_000
+
+
+@pytest.mark.parametrize("max_iter,interval", [(1, -1), (10, -1), (11, 10), (15, 10), (30, 10)])
+def test_only_fits_longer_than_ten_iterations_checkpoint(spark, max_iter, interval):
+    als = make_als(AlsParams(rank=5, max_iter=max_iter, reg_param=0.1), False, "drop", 1, 1)
+    assert als.getCheckpointInterval() == interval
+    assert als.getMaxIter() == max_iter
+
+
+def test_costliest_fits_run_first_and_ties_keep_grid_order():
+    points = [AlsParams(rank, max_iter, 0.1) for rank, max_iter in
+              [(10, 10), (50, 15), (10, 15), (50, 10), (10, 10), (20, 15)]]
+    assert fit_order(points) == [1, 5, 2, 3, 0, 4]
 
 
 def test_interactions_follow_the_threshold(spark):

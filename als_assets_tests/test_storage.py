@@ -16,7 +16,7 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import functions as F
 
 from als_assets.core import storage
-from als_assets.core.storage import KEEP_VERSIONS, StorageError, VersionedStore
+from als_assets.core.storage import KEEP_VERSIONS, StorageError, StoredCopy, VersionedStore
 
 ASSET = ("group", "thing")
 
@@ -87,6 +87,36 @@ def test_dataframe_round_trip(spark, store):
     assert sorted(tuple(r) for r in back.collect()) == rows
     with pytest.raises(StorageError, match=r"group/thing \[exp1\] is a Spark value"):
         store.read(ASSET, "exp1")
+
+
+def test_stored_copy_links_another_partitions_files(spark, store, fake_clock):
+    rows = [(1, 10, 4.5), (2, 20, 0.5), (3, 30, 3.0)]
+    frame = spark.createDataFrame(rows, "user_id int, movie_id int, rating float")
+    source = store.write(ASSET, "exp1", frame)
+    copy = store.write(ASSET, "exp2", StoredCopy(source.kind, source.path))
+    assert copy.kind == "dataframe" and copy.path != source.path
+    assert Path(copy.path).name == "data.parquet"
+    src_files = sorted(p.relative_to(source.path) for p in Path(source.path).rglob("*"))
+    assert sorted(p.relative_to(copy.path) for p in Path(copy.path).rglob("*")) == src_files
+    # Hard links: the same file contents, not rewritten.
+    parquet = [f for f in src_files if f.suffix == ".parquet"]
+    assert parquet and all(
+        (Path(copy.path) / f).stat().st_ino == (Path(source.path) / f).stat().st_ino
+        for f in parquet)
+    # The copy outlives the source's versions being pruned.
+    for value in ("a", "b", "c"):
+        store.write(ASSET, "exp1", value)
+    assert not Path(source.path).exists()
+    back = store.read(ASSET, "exp2", get_spark=lambda: spark)
+    assert sorted(tuple(r) for r in back.collect()) == rows
+
+
+def test_stored_copy_of_a_missing_value_fails_and_keeps_the_current_one(store):
+    store.write(ASSET, "exp2", "kept")
+    with pytest.raises(FileNotFoundError):
+        store.write(ASSET, "exp2", StoredCopy("dataframe", str(store.root / "gone.parquet")))
+    assert store.read(ASSET, "exp2") == "kept"
+    assert len(versions(store.slot(ASSET, "exp2"))) == 1
 
 
 def test_als_model_round_trip(spark, store):

@@ -1,14 +1,32 @@
 """Per-experiment train / validation / test splits of the ratings."""
 
-from dagster import AssetCheckResult, AssetExecutionContext, AssetOut, Output, multi_asset
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    AssetRecordsFilter,
+    DagsterInstance,
+    DataVersion,
+    Output,
+    multi_asset,
+)
+from pyspark.sql import DataFrame
 
 from ..checks import SPLITS_DISJOINT, gate
 from ..core.modeling import split_overlap_summary, split_ratings
+from ..core.storage import StoredCopy
+from ..io_managers import stored_path_of
 from ..partitions import experiment_config, experiment_partitions
-from ..versions import OWNERS, content_data_version, experiment_tags
+from ..versions import DATA_VERSION_TAG, OWNERS, content_data_version, experiment_tags, stable_hash
 
 SPLITS_CODE_VERSION = "splits-1"
 SPLIT_TAGS = experiment_tags(stage="split")
+SPLIT_NAMES = ("training", "validation", "test")
+# How many recent `training` materializations are searched for a split to reuse.
+REUSE_LOOKBACK = 200
 
 
 @multi_asset(
@@ -30,6 +48,11 @@ SPLIT_TAGS = experiment_tags(stage="split")
 def splits(context: AssetExecutionContext, ratings):
     """Random split of `ratings` with the experiment's ratios and seed."""
     config = experiment_config(context)
+    key = split_key(ratings, config.split.ratios, config.split.seed)
+    earlier = find_stored_split(context.instance, key) if key else None
+    if earlier is not None:
+        yield from _reuse(context, config, key, earlier)
+        return
     parts = split_ratings(ratings, config.split.ratios, config.split.seed)
     counts = split_overlap_summary(ratings, parts)
     complete = counts["sum_of_splits"] == counts["ratings"]
@@ -54,4 +77,93 @@ def splits(context: AssetExecutionContext, ratings):
                          "share": counts[name] / total if total else 0.0,
                          "ratios": str(list(config.split.ratios)),
                          "seed": config.split.seed,
+                         "split_key": key,
+                     })
+
+
+def split_key(ratings: DataFrame, ratios, seed: int) -> str:
+    """What a split is a function of. randomSplit is deterministic for the same input files read
+    into the same partitions (it sorts within each partition and samples it with seed +
+    partition index), so equal keys mean equal rows in each split. Ratings not read from the
+    store have no key ("") and are always split anew."""
+    stored = stored_path_of(ratings)
+    if stored is None:
+        return ""
+    return stable_hash({
+        "code_version": SPLITS_CODE_VERSION,
+        "stored": stored,
+        "partitions": ratings.rdd.getNumPartitions(),
+        "ratios": [float(r) for r in ratios],
+        "seed": int(seed),
+    })
+
+
+def find_stored_split(instance: DagsterInstance, key: str) -> dict[str, dict] | None:
+    """The latest materialization of all three splits (one partition, one run) made with
+    `key`, whose stored files still exist: {split name: {partition, path, data_version,
+    rows, share}}; or None."""
+    for record in instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("training")), limit=REUSE_LOOKBACK).records:
+        found = _split_entry(record)
+        if found is None or found["key"] != key:
+            continue
+        entries = {"training": found}
+        for name in SPLIT_NAMES[1:]:
+            sibling = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=AssetKey(name),
+                                   asset_partitions=[found["partition"]]), limit=5).records
+            match = [e for e in map(_split_entry, sibling)
+                     if e is not None and e["key"] == key and e["run_id"] == found["run_id"]]
+            if not match:
+                break
+            entries[name] = match[0]
+        else:
+            if all(Path(e["path"]).exists() for e in entries.values()):
+                return entries
+    return None
+
+
+def _split_entry(record) -> dict | None:
+    mat = record.asset_materialization
+    meta = mat.metadata
+    if "split_key" not in meta or "storage_path" not in meta \
+            or DATA_VERSION_TAG not in (mat.tags or {}):
+        return None
+    return {
+        "key": meta["split_key"].value,
+        "partition": mat.partition,
+        "run_id": record.run_id,
+        "path": meta["storage_path"].value,
+        "data_version": (mat.tags or {}).get(DATA_VERSION_TAG),
+        "rows": meta["rows"].value,
+        "share": meta["share"].value,
+    }
+
+
+def _reuse(context: AssetExecutionContext, config, key: str, earlier: dict[str, dict]):
+    """Store the earlier split's files (linked, not rewritten) as this partition's splits.
+
+    Its check passed when it was made (a failed blocking check writes nothing), and equal keys
+    mean equal rows, so the counts are the earlier ones."""
+    source = earlier["training"]["partition"]
+    rows = {name: int(earlier[name]["rows"]) for name in SPLIT_NAMES}
+    total = sum(rows.values())
+    counts = {"ratings": total, **rows, "sum_of_splits": total,
+              "distinct_pairs_in_splits": total}
+    yield AssetCheckResult(
+        asset_key="training", check_name=SPLITS_DISJOINT.name, passed=True,
+        description=f"disjoint and complete (the split of experiment '{source}', reused)",
+        metadata={**counts, "reused_split_of": source})
+    for name in SPLIT_NAMES:
+        entry = earlier[name]
+        yield Output(StoredCopy("dataframe", entry["path"]), output_name=name,
+                     data_version=DataVersion(entry["data_version"]),
+                     metadata={
+                         "experiment": context.partition_key,
+                         "rows": rows[name],
+                         "share": entry["share"],
+                         "ratios": str(list(config.split.ratios)),
+                         "seed": config.split.seed,
+                         "split_key": key,
+                         "reused_split_of": source,
                      })

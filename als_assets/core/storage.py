@@ -36,6 +36,24 @@ class StoredValue:
     version: str
 
 
+@dataclass(frozen=True)
+class StoredCopy:
+    """A value already stored under the root (`StoredValue.path`), to store again under another
+    asset partition by linking its files instead of serializing it anew. Stored files never
+    change once written, so a hard link is as good as a copy; where the filesystem cannot link,
+    the files are copied."""
+
+    kind: str
+    path: str
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _is_dataframe(value: Any) -> bool:
     try:
         from pyspark.sql import DataFrame
@@ -82,7 +100,13 @@ class VersionedStore:
         folder = slot / version
         folder.mkdir()
         try:
-            if _is_dataframe(value):
+            if isinstance(value, StoredCopy):
+                kind, name = value.kind, Path(value.path).name
+                if Path(value.path).is_dir():
+                    shutil.copytree(value.path, folder / name, copy_function=_link_or_copy)
+                else:
+                    _link_or_copy(value.path, str(folder / name))
+            elif _is_dataframe(value):
                 kind, name = "dataframe", "data.parquet"
                 value.write.mode("error").parquet(str(folder / name))
             elif _is_als_model(value):
