@@ -47,18 +47,51 @@ def config_hash(*sections: Any) -> str:
                     for s in sections])
 
 
+def _content_aggregates(columns: Sequence[str]) -> list:
+    cols = [F.col(c) for c in columns]
+    return [
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.xxhash64(*cols).cast("decimal(38,0)")).alias("h1"),
+        F.sum(F.xxhash64(F.lit("als_assets"), *cols).cast("decimal(38,0)")).alias("h2"),
+    ]
+
+
+def _content_version(columns: Sequence[str], n, h1, h2) -> DataVersion:
+    return DataVersion(stable_hash([list(columns), n, str(h1), str(h2)]))
+
+
 def content_data_version(frame: DataFrame, columns: Sequence[str] | None = None) -> DataVersion:
     """A hash of a DataFrame's rows, independent of row order and partitioning, in one Spark
     aggregation: the row count and two sums of 64-bit row hashes (as decimals, so they cannot
     overflow). Equal rows give equal versions; a changed, added or removed row another."""
+    return content_data_version_and_rows(frame, columns)[0]
+
+
+def content_data_version_and_rows(frame: DataFrame, columns: Sequence[str] | None = None
+                                  ) -> tuple[DataVersion, int]:
+    """`content_data_version` and the row count it hashed, from the same aggregation."""
     columns = list(columns or frame.columns)
-    cols = [F.col(c) for c in columns]
-    row = frame.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.xxhash64(*cols).cast("decimal(38,0)")).alias("h1"),
-        F.sum(F.xxhash64(F.lit("als_assets"), *cols).cast("decimal(38,0)")).alias("h2"),
-    ).first()
-    return DataVersion(stable_hash([columns, row["n"], str(row["h1"]), str(row["h2"])]))
+    row = frame.agg(*_content_aggregates(columns)).first()
+    return _content_version(columns, row["n"], row["h1"], row["h2"]), int(row["n"])
+
+
+def content_data_versions(frames: Mapping[str, DataFrame]) -> dict[str, DataVersion]:
+    """`content_data_version` of each of several DataFrames with the same columns, in one Spark
+    aggregation over their union instead of one per frame."""
+    names = list(frames)
+    columns = list(frames[names[0]].columns)
+    labelled = None
+    for i, name in enumerate(names):
+        part = frames[name].select(F.lit(i).alias("_part"), *columns)
+        labelled = part if labelled is None else labelled.unionByName(part)
+    rows = {r["_part"]: r for r in
+            labelled.groupBy("_part").agg(*_content_aggregates(columns)).collect()}
+    out = {}
+    for i, name in enumerate(names):
+        r = rows.get(i)
+        out[name] = _content_version(columns, *((r["n"], r["h1"], r["h2"]) if r is not None
+                                                else (0, None, None)))
+    return out
 
 
 def latest_data_version(context: AssetExecutionContext, asset: str) -> str | None:

@@ -28,7 +28,7 @@ from als_assets.core.reports import leaderboard_frame
 from als_assets.definitions import all_assets, resources
 from als_assets.io_managers import VersionedSparkIOManager
 from als_assets.resources import RatingsSource
-from als_assets.versions import config_hash, content_data_version
+from als_assets.versions import config_hash, content_data_version, content_data_versions
 
 EXPERIMENTS = ("e2e_holdout", "e2e_implicit")
 CHAIN = AssetSelection.tag("scope", "experiment")
@@ -270,6 +270,19 @@ def test_content_version_ignores_row_order_and_partitioning(spark):
     assert content_data_version(spark.createDataFrame(rows[:-1], schema)) != version
     assert content_data_version(spark.createDataFrame(rows + rows[:1], schema)) != version
     assert len(version.value) == 16
+
+
+def test_content_versions_of_several_frames_equal_one_at_a_time(spark):
+    schema = "user_id int, movie_id int, rating float, timestamp long"
+    rows = [(u, m, float(r), 1000 + u) for u, m, r in
+            [(1, 1, 4.0), (1, 2, 3.5), (2, 1, 5.0), (3, 7, 1.0), (4, 2, 2.5)]]
+    frames = {"a": spark.createDataFrame(rows[:2], schema),
+              "b": spark.createDataFrame(rows[2:], schema).repartition(2),
+              "empty": spark.createDataFrame([], schema),
+              "same_as_a": spark.createDataFrame(rows[1::-1], schema)}
+    versions = content_data_versions(frames)
+    assert versions == {name: content_data_version(f) for name, f in frames.items()}
+    assert versions["a"] == versions["same_as_a"] != versions["b"] != versions["empty"]
 
 
 def test_config_hash_is_stable_and_sensitive():

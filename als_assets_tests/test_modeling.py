@@ -58,6 +58,19 @@ def test_only_fits_longer_than_ten_iterations_checkpoint(spark, max_iter, interv
     als = make_als(AlsParams(rank=5, max_iter=max_iter, reg_param=0.1), False, "drop", 1, 1)
     assert als.getCheckpointInterval() == interval
     assert als.getMaxIter() == max_iter
+    assert als.getFinalStorageLevel() == "MEMORY_AND_DISK"
+
+
+def test_a_model_scored_once_is_not_cached_and_has_the_same_factors(ratings):
+    params = AlsParams(rank=4, max_iter=5, reg_param=0.1)
+    models = [make_als(params, False, "drop", 7, 1, scored_once=once).fit(ratings)
+              for once in (False, True)]
+    assert [m._java_obj.parent().getFinalStorageLevel() for m in models] == \
+        ["MEMORY_AND_DISK", "NONE"]
+    for table in ("userFactors", "itemFactors"):
+        kept, scored = (sorted((r["id"], tuple(r["features"])) for r in getattr(m, table).collect())
+                        for m in models)
+        assert kept == scored
 
 
 def test_costliest_fits_run_first_and_ties_keep_grid_order():

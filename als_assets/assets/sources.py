@@ -18,7 +18,7 @@ from ..core.jdbc import JdbcDriverNotFound
 from ..core.pg import PgConnectionError
 from ..core.sources import SourceError, clean_ratings, summarize_ratings
 from ..resources import PostgresResource, RatingsSource, SparkResource
-from ..versions import content_data_version
+from ..versions import content_data_version, content_data_version_and_rows
 
 # Bump when the asset's logic changes: the UI then shows its materializations as stale.
 RATINGS_CODE_VERSION = "ratings-1"
@@ -103,6 +103,6 @@ def movies(context: AssetExecutionContext, spark: SparkResource, source: Ratings
         frame = source.load_movies(spark.session, postgres)
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     # The data version hashes the rows: unchanged data, unchanged version (see splits.py).
-    version = content_data_version(frame)
+    version, rows = content_data_version_and_rows(frame)
     return Output(frame, data_version=version,
-                  metadata={"source": source.describe(postgres), "rows": frame.count()})
+                  metadata={"source": source.describe(postgres), "rows": rows})

@@ -20,7 +20,13 @@ from ..core.modeling import split_overlap_summary, split_ratings
 from ..core.storage import StoredCopy
 from ..io_managers import stored_path_of
 from ..partitions import experiment_config, experiment_partitions
-from ..versions import DATA_VERSION_TAG, OWNERS, content_data_version, experiment_tags, stable_hash
+from ..versions import (
+    DATA_VERSION_TAG,
+    OWNERS,
+    content_data_versions,
+    experiment_tags,
+    stable_hash,
+)
 
 SPLITS_CODE_VERSION = "splits-1"
 SPLIT_TAGS = experiment_tags(stage="split")
@@ -67,10 +73,11 @@ def splits(context: AssetExecutionContext, ratings):
         asset_key="training", check_name=SPLITS_DISJOINT.name, passed=not problems,
         description="; ".join(problems) or "disjoint and complete", metadata=counts)])
     total = counts["ratings"]
-    for name, frame in (("training", parts.training), ("validation", parts.validation),
-                        ("test", parts.test)):
-        # Hashing the rows captures both the ratings and the split config (ratios, seed).
-        yield Output(frame, output_name=name, data_version=content_data_version(frame),
+    frames = {"training": parts.training, "validation": parts.validation, "test": parts.test}
+    # Hashing the rows captures both the ratings and the split config (ratios, seed).
+    versions = content_data_versions(frames)
+    for name, frame in frames.items():
+        yield Output(frame, output_name=name, data_version=versions[name],
                      metadata={
                          "experiment": context.partition_key,
                          "rows": counts[name],

@@ -74,8 +74,15 @@ def make_als(
     cold_start_strategy: str,
     seed: int,
     blocks: int,
+    scored_once: bool = False,
 ) -> ALS:
     """The ALS estimator, with blocks sized to the cores and checkpoints where they are needed.
+
+    `scored_once`: the model's factor tables are read once and the model discarded (a CV/TVS
+    grid point). Spark then need not cache them and count them at the end of the fit
+    (finalStorageLevel NONE): the one read computes them instead, two Spark jobs fewer per fit,
+    same factors (~0.19 s of 1.4 s per fit on a 4k-rating sample, measured). Its intermediate
+    blocks are then freed by Spark's cleaner when the model is garbage collected, not at once.
 
     A fit of more than 10 iterations checkpoints every 10 (Spark's default interval; the session
     has a checkpoint directory): without, ALS's lineage grows with every iteration until it
@@ -98,6 +105,7 @@ def make_als(
         numUserBlocks=blocks,
         numItemBlocks=blocks,
         checkpointInterval=checkpoint_interval(params.max_iter),
+        finalStorageLevel="NONE" if scored_once else "MEMORY_AND_DISK",
     )
 
 
@@ -357,7 +365,7 @@ def _tune_folds(data, points, config, blocks):
 
         def score(task: tuple[int, int]) -> tuple[int, float, float]:
             fold, index = task
-            als = make_als(points[index], False, "drop", tcfg.seed, blocks)
+            als = make_als(points[index], False, "drop", tcfg.seed, blocks, scored_once=True)
             start = time.perf_counter()
             model = als.fit(trains[fold])
             return index, heldout_rmse(model, helds[fold]), time.perf_counter() - start
