@@ -1,5 +1,6 @@
 """Per-experiment train / validation / test splits of the ratings."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
@@ -78,14 +79,20 @@ def splits(context: AssetExecutionContext, ratings):
     versions = content_data_versions(frames)
     for name, frame in frames.items():
         yield Output(frame, output_name=name, data_version=versions[name],
-                     metadata={
-                         "experiment": context.partition_key,
-                         "rows": counts[name],
-                         "share": counts[name] / total if total else 0.0,
-                         "ratios": str(list(config.split.ratios)),
-                         "seed": config.split.seed,
-                         "split_key": key,
-                     })
+                     metadata=_split_metadata(context, config, key, counts[name],
+                                              counts[name] / total if total else 0.0))
+
+
+def _split_metadata(context: AssetExecutionContext, config, key: str, rows: int,
+                    share: float) -> dict:
+    return {
+        "experiment": context.partition_key,
+        "rows": rows,
+        "share": share,
+        "ratios": str(list(config.split.ratios)),
+        "seed": config.split.seed,
+        "split_key": key,
+    }
 
 
 def split_key(ratings: DataFrame, ratios, seed: int) -> str:
@@ -105,55 +112,61 @@ def split_key(ratings: DataFrame, ratios, seed: int) -> str:
     })
 
 
-def find_stored_split(instance: DagsterInstance, key: str) -> dict[str, dict] | None:
+@dataclass(frozen=True)
+class StoredSplit:
+    """One split (training, validation or test) as an earlier materialization recorded it."""
+
+    key: str
+    partition: str
+    run_id: str
+    path: str
+    data_version: str
+    rows: int
+    share: float
+
+    @classmethod
+    def from_record(cls, record) -> "StoredSplit | None":
+        mat = record.asset_materialization
+        meta, tags = mat.metadata, mat.tags or {}
+        if "split_key" not in meta or "storage_path" not in meta or DATA_VERSION_TAG not in tags:
+            return None
+        return cls(key=meta["split_key"].value, partition=mat.partition, run_id=record.run_id,
+                   path=meta["storage_path"].value, data_version=tags[DATA_VERSION_TAG],
+                   rows=int(meta["rows"].value), share=meta["share"].value)
+
+
+def find_stored_split(instance: DagsterInstance, key: str) -> dict[str, StoredSplit] | None:
     """The latest materialization of all three splits (one partition, one run) made with
-    `key`, whose stored files still exist: {split name: {partition, path, data_version,
-    rows, share}}; or None."""
+    `key` whose stored files still exist, by split name; or None."""
     for record in instance.fetch_materializations(
             AssetRecordsFilter(asset_key=AssetKey("training")), limit=REUSE_LOOKBACK).records:
-        found = _split_entry(record)
-        if found is None or found["key"] != key:
+        found = StoredSplit.from_record(record)
+        if found is None or found.key != key:
             continue
         entries = {"training": found}
         for name in SPLIT_NAMES[1:]:
             sibling = instance.fetch_materializations(
                 AssetRecordsFilter(asset_key=AssetKey(name),
-                                   asset_partitions=[found["partition"]]), limit=5).records
-            match = [e for e in map(_split_entry, sibling)
-                     if e is not None and e["key"] == key and e["run_id"] == found["run_id"]]
+                                   asset_partitions=[found.partition]), limit=5).records
+            match = [e for e in map(StoredSplit.from_record, sibling)
+                     if e is not None and e.key == key and e.run_id == found.run_id]
             if not match:
                 break
             entries[name] = match[0]
         else:
-            if all(Path(e["path"]).exists() for e in entries.values()):
+            if all(Path(e.path).exists() for e in entries.values()):
                 return entries
     return None
 
 
-def _split_entry(record) -> dict | None:
-    mat = record.asset_materialization
-    meta = mat.metadata
-    if "split_key" not in meta or "storage_path" not in meta \
-            or DATA_VERSION_TAG not in (mat.tags or {}):
-        return None
-    return {
-        "key": meta["split_key"].value,
-        "partition": mat.partition,
-        "run_id": record.run_id,
-        "path": meta["storage_path"].value,
-        "data_version": (mat.tags or {}).get(DATA_VERSION_TAG),
-        "rows": meta["rows"].value,
-        "share": meta["share"].value,
-    }
-
-
-def _reuse(context: AssetExecutionContext, config, key: str, earlier: dict[str, dict]):
+def _reuse(context: AssetExecutionContext, config, key: str,
+           earlier: dict[str, StoredSplit]):
     """Store the earlier split's files (linked, not rewritten) as this partition's splits.
 
     Its check passed when it was made (a failed blocking check writes nothing), and equal keys
     mean equal rows, so the counts are the earlier ones."""
-    source = earlier["training"]["partition"]
-    rows = {name: int(earlier[name]["rows"]) for name in SPLIT_NAMES}
+    source = earlier["training"].partition
+    rows = {name: earlier[name].rows for name in SPLIT_NAMES}
     total = sum(rows.values())
     counts = {"ratings": total, **rows, "sum_of_splits": total,
               "distinct_pairs_in_splits": total}
@@ -163,14 +176,7 @@ def _reuse(context: AssetExecutionContext, config, key: str, earlier: dict[str, 
         metadata={**counts, "reused_split_of": source})
     for name in SPLIT_NAMES:
         entry = earlier[name]
-        yield Output(StoredCopy("dataframe", entry["path"]), output_name=name,
-                     data_version=DataVersion(entry["data_version"]),
-                     metadata={
-                         "experiment": context.partition_key,
-                         "rows": rows[name],
-                         "share": entry["share"],
-                         "ratios": str(list(config.split.ratios)),
-                         "seed": config.split.seed,
-                         "split_key": key,
-                         "reused_split_of": source,
-                     })
+        yield Output(StoredCopy("dataframe", entry.path), output_name=name,
+                     data_version=DataVersion(entry.data_version),
+                     metadata={**_split_metadata(context, config, key, entry.rows, entry.share),
+                               "reused_split_of": source})
