@@ -2,9 +2,11 @@
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from pyspark import SparkConf
 from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.recommendation import ALS
 from pyspark.ml.tuning import CrossValidator
@@ -24,6 +26,14 @@ from als_assets.core.modeling import (
     tune,
 )
 from als_assets.core.sources import SyntheticSpec, synthetic_ratings
+from als_assets.core.spark import (
+    DEEP_STACK_ITERATIONS,
+    DEFAULT_STACK_ITERATIONS,
+    THREAD_STACK_OPTION,
+    SparkSettings,
+    session_conf,
+    uncheckpointed_iterations,
+)
 from als_assets.core.storage import VersionedStore
 
 
@@ -53,12 +63,46 @@ def test_overlapping_or_missing_rows_are_counted(ratings):
     assert counts["sum_of_splits"] == counts["distinct_pairs_in_splits"] < 3_000
 
 
-@pytest.mark.parametrize("max_iter,interval", [(1, -1), (10, -1), (11, 10), (15, 10), (30, 10)])
-def test_only_fits_longer_than_ten_iterations_checkpoint(spark, max_iter, interval):
-    als = make_als(AlsParams(rank=5, max_iter=max_iter, reg_param=0.1), False, "drop", 1, 1)
+@pytest.mark.parametrize("max_iter,uncheckpointed,interval", [
+    (1, 10, -1), (10, 10, -1), (11, 10, 10), (15, 10, 10), (30, 10, 10),
+    (15, 30, -1), (30, 30, -1), (31, 30, 30), (90, 30, 30)])
+def test_only_fits_longer_than_the_session_allows_checkpoint(spark, max_iter, uncheckpointed,
+                                                            interval):
+    als = make_als(AlsParams(rank=5, max_iter=max_iter, reg_param=0.1), False, "drop", 1, 1,
+                   uncheckpointed=uncheckpointed)
     assert als.getCheckpointInterval() == interval
     assert als.getMaxIter() == max_iter
     assert als.getFinalStorageLevel() == "MEMORY_AND_DISK"
+
+
+def test_sessions_the_package_builds_have_deep_stacks_and_others_do_not(spark):
+    assert uncheckpointed_iterations(spark) == DEEP_STACK_ITERATIONS
+    conf = session_conf(SparkSettings(master="spark://h:7077"))
+    assert conf["spark.driver.extraJavaOptions"] == THREAD_STACK_OPTION
+    assert conf["spark.executor.extraJavaOptions"] == THREAD_STACK_OPTION
+
+    def session_with(options: dict[str, str]):
+        conf = SparkConf(loadDefaults=False).setAll(list(options.items()))
+        return SimpleNamespace(sparkContext=SimpleNamespace(getConf=lambda: conf))
+
+    both = {"spark.driver.extraJavaOptions": "-verbose:gc " + THREAD_STACK_OPTION,
+            "spark.executor.extraJavaOptions": THREAD_STACK_OPTION}
+    assert uncheckpointed_iterations(session_with(both)) == DEEP_STACK_ITERATIONS
+    # A session whose executors (or driver) start with default stacks.
+    for missing in both:
+        partial = {k: v for k, v in both.items() if k != missing}
+        assert uncheckpointed_iterations(session_with(partial)) == DEFAULT_STACK_ITERATIONS
+    assert uncheckpointed_iterations(session_with({})) == DEFAULT_STACK_ITERATIONS
+
+
+def test_the_deep_stacks_carry_a_fit_of_the_longest_uncheckpointed_length(ratings):
+    # With the JVM's default stacks 20 iterations without a checkpoint overflowed the stack
+    # (which ends the JVM); the session fixture is built like the package's sessions.
+    params = AlsParams(rank=3, max_iter=DEEP_STACK_ITERATIONS, reg_param=0.1)
+    als = make_als(params, False, "drop", 1, 1, uncheckpointed=DEEP_STACK_ITERATIONS)
+    assert als.getCheckpointInterval() == -1
+    model = als.fit(ratings)
+    assert model.userFactors.count() > 0
 
 
 def test_a_model_scored_once_is_not_cached_and_has_the_same_factors(ratings):

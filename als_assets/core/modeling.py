@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from .experiments import AlsParams, ExperimentConfig, TuningConfig
 from .metrics import ranking_metrics, relevant_items
+from .spark import DEFAULT_STACK_ITERATIONS, uncheckpointed_iterations
 from .topk import factors_to_numpy, recommend_for_users
 
 USER, ITEM = "user_id", "movie_id"
@@ -75,6 +76,7 @@ def make_als(
     seed: int,
     blocks: int,
     scored_once: bool = False,
+    uncheckpointed: int = DEFAULT_STACK_ITERATIONS,
 ) -> ALS:
     """The ALS estimator, with blocks sized to the cores and checkpoints where they are needed.
 
@@ -84,12 +86,14 @@ def make_als(
     same factors (~0.19 s of 1.4 s per fit on a 4k-rating sample, measured). Its intermediate
     blocks are then freed by Spark's cleaner when the model is garbage collected, not at once.
 
-    A fit of more than 10 iterations checkpoints every 10 (Spark's default interval; the session
-    has a checkpoint directory): without, ALS's lineage grows with every iteration until it
-    overflows the JVM stack (seen here at 15 iterations on 75k ratings, and at 30 on 60k). A
-    fit of at most 10 does not checkpoint at all: Spark's explicit ALS checkpoints at iteration
-    0 too (`0 % interval == 0`), which cuts no lineage worth cutting and cost ~0.1 s per fit of
-    small data (10 iterations ran without checkpoints on ml-latest-small with 1, 2 and 10 blocks).
+    `uncheckpointed`: the iterations a fit may run without a checkpoint in the session
+    (`uncheckpointed_iterations`). Longer fits checkpoint every that many iterations (the
+    session has a checkpoint directory): without, ALS's lineage grows with every iteration until
+    it overflows the JVM stack (with default stacks seen here at 15 iterations on 75k ratings,
+    and at 20 on 60k). Shorter fits do not checkpoint at all: Spark's explicit ALS checkpoints at
+    iteration 0 too (`0 % interval == 0`), which cuts no lineage worth cutting, and each
+    checkpoint writes the factors and runs a job (a 15-iteration fit of a 4k-rating sample
+    1.71 s without its two checkpoints, 2.15 s with them, measured).
     """
     return ALS(
         userCol=USER,
@@ -104,14 +108,14 @@ def make_als(
         seed=seed,
         numUserBlocks=blocks,
         numItemBlocks=blocks,
-        checkpointInterval=checkpoint_interval(params.max_iter),
+        checkpointInterval=checkpoint_interval(params.max_iter, uncheckpointed),
         finalStorageLevel="NONE" if scored_once else "MEMORY_AND_DISK",
     )
 
 
-def checkpoint_interval(max_iter: int) -> int:
+def checkpoint_interval(max_iter: int, uncheckpointed: int = DEFAULT_STACK_ITERATIONS) -> int:
     """ALS's checkpointInterval for a fit of `max_iter` iterations (-1: no checkpoints)."""
-    return 10 if max_iter > 10 else -1
+    return uncheckpointed if max_iter > uncheckpointed else -1
 
 
 def fit_als(
@@ -121,7 +125,8 @@ def fit_als(
     data = to_interactions(training, config.implicit.threshold) if config.implicit.enabled \
         else training
     als = make_als(params, config.implicit.enabled, config.cold_start_strategy,
-                   config.tuning.seed, blocks)
+                   config.tuning.seed, blocks,
+                   uncheckpointed=uncheckpointed_iterations(training.sparkSession))
     start = time.perf_counter()
     model = als.fit(data)
     # ALS.fit is lazy about nothing: factors are materialized when fit returns.
@@ -358,6 +363,7 @@ def _tune_folds(data, points, config, blocks):
     scores = np.zeros((len(points),))
     seconds = np.zeros((len(points),))
     trains, helds = [], []
+    uncheckpointed = uncheckpointed_iterations(data.sparkSession)
     try:
         for train, validation in fold_pairs(data, tcfg):
             trains.append(train.drop(_FOLD_RAND).persist(StorageLevel.MEMORY_AND_DISK))
@@ -365,7 +371,8 @@ def _tune_folds(data, points, config, blocks):
 
         def score(task: tuple[int, int]) -> tuple[int, float, float]:
             fold, index = task
-            als = make_als(points[index], False, "drop", tcfg.seed, blocks, scored_once=True)
+            als = make_als(points[index], False, "drop", tcfg.seed, blocks, scored_once=True,
+                           uncheckpointed=uncheckpointed)
             start = time.perf_counter()
             model = als.fit(trains[fold])
             return index, heldout_rmse(model, helds[fold]), time.perf_counter() - start
