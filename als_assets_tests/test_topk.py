@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import types as T
 
+from als_assets.assets.similarity import neighbours_markdown, showcase_movies
 from als_assets.core.topk import (
     RECS_SCHEMA,
     SIMILARITY_SCHEMA,
@@ -294,3 +296,37 @@ def test_popular_recommendations_tie_at_k_prefers_lowest_movie_id(spark):
     users = spark.createDataFrame([(1,)], "user_id int")
     assert rec_lists(popular_recommendations(training, users, 3)) == {
         1: [(5, 2.0), (1, 1.0), (2, 1.0)]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The similarity asset's report: showcase movies and the neighbours markdown
+
+
+def neighbour_table(pairs):
+    """(movie, similar, similarity) triples, ranked per movie in the order given."""
+    rows, rank = [], {}
+    for movie, similar, sim in pairs:
+        rank[movie] = rank.get(movie, 0) + 1
+        rows.append((movie, similar, sim, rank[movie]))
+    return pd.DataFrame(rows, columns=["movie_id", "similar_movie_id", "similarity", "rank"])
+
+
+def test_showcase_prefers_the_notebooks_movies_else_the_most_rated_with_neighbours():
+    counts = pd.DataFrame({"movie_id": [1, 5, 6, 7, 8, 318], "count": [3, 9, 9, 4, 50, 1]})
+    with_known = neighbour_table([(318, 5, 0.9), (5, 318, 0.9), (1, 5, 0.5)])
+    assert showcase_movies(with_known, counts) == [1, 318]  # the notebook's order
+    # Without them: most training ratings first, ties by id; movie 8 has no neighbours.
+    without = neighbour_table([(7, 5, 0.1), (6, 5, 0.2), (5, 6, 0.2), (9, 5, 0.3)])
+    assert showcase_movies(without, counts) == [5, 6, 7]
+
+
+def test_neighbours_markdown_lists_titles_in_rank_order(spark):
+    movies = spark.createDataFrame([(1, "Toy Story (1995)"), (2, "Jumanji (1995)"),
+                                    (3, "Heat (1995)")], "movie_id int, title string")
+    table = neighbour_table([(1, 3, 0.91), (1, 4, 0.5), (2, 1, 0.25)])
+    md = neighbours_markdown(table, movies, [1])
+    assert md.splitlines()[:5] == [
+        "**Toy Story (1995)** (movie 1)", "", "| # | movie | similarity |", "|---:|---|---:|",
+        "| 1 | Heat (1995) | 0.910 |"]
+    assert "| 2 | 4 | 0.500 |" in md  # no title: the id
+    assert "Jumanji" not in md

@@ -48,7 +48,7 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from als_assets.assets.similarity import neighbours_markdown, showcase_movies
+    from als_assets.assets.similarity import neighbours_markdown, rating_counts, showcase_movies
     from als_assets.core.baselines import compare_with_baseline
     from als_assets.core.cold_start import cold_start_report
     from als_assets.core.evaluation import evaluate_model
@@ -120,7 +120,7 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
         itf.count()
         uf = keep("user_factors", uf)
         itf = keep("item_factors", itf)
-    from als_assets.core.topk import rank_similar_items, recommend_for_users
+    from als_assets.core.topk import SIMILARITY_SCHEMA, recommend_for_users, similar_items
 
     with stage("user_recommendations"):
         seen = training if config.ranking.exclude_seen else None
@@ -130,14 +130,11 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
         recs = keep("user_recommendations", recs)
     with stage("item_similarity"):
         sim_cfg = config.similarity
-        eligible = (training.groupBy("movie_id").count()
-                    .filter(F.col("count") >= sim_cfg.min_ratings).select("movie_id"))
-        table = rank_similar_items(itf, eligible, sim_cfg.top_n).persist()
-        table.select("movie_id").distinct().count()
-        shown = showcase_movies(table, training)
-        table.count()
-        eligible.count()
-        neighbours_markdown(table, movies, shown)
+        counts = rating_counts(training)
+        eligible = counts.loc[counts["count"] >= sim_cfg.min_ratings, "movie_id"].to_numpy()
+        neighbours = similar_items(itf, eligible, sim_cfg.top_n)
+        table = spark.createDataFrame(neighbours, schema=SIMILARITY_SCHEMA)
+        neighbours_markdown(neighbours, movies, showcase_movies(neighbours, counts))
         keep("item_similarity", table)
     with stage("evaluation"):
         keep("evaluation", evaluate_model(model, training, test, recs, config))

@@ -1,11 +1,12 @@
 """Item-item similarity from the latent movie factors."""
 
 
+import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ..core.topk import rank_similar_items
+from ..core.topk import SIMILARITY_SCHEMA, similar_items
 from ..partitions import experiment_config, experiment_partitions
 from ..versions import OWNERS, config_data_version, experiment_tags
 
@@ -15,39 +16,39 @@ SIMILARITY_CODE_VERSION = "item_similarity-1"
 WELL_KNOWN_MOVIES = (1, 2571, 318)
 
 
-def neighbours_markdown(similarity: DataFrame, movies: DataFrame, movie_ids: list[int]) -> str:
+def neighbours_markdown(table: pd.DataFrame, movies: DataFrame, movie_ids: list[int]) -> str:
     """A markdown section per movie listing its neighbours with titles."""
-    titles = dict(
-        movies.filter(F.col("movie_id").isin(movie_ids)).select("movie_id", "title").collect())
-    rows = (
-        similarity.filter(F.col("movie_id").isin(movie_ids))
-        .join(movies.select(F.col("movie_id").alias("similar_movie_id"),
-                            F.col("title").alias("similar_title")), "similar_movie_id", "left")
-        .orderBy("movie_id", "rank")
-        .collect()
-    )
+    shown = table[table["movie_id"].isin(movie_ids)].sort_values(["movie_id", "rank"])
+    wanted = sorted({*movie_ids, *shown["similar_movie_id"].tolist()})
+    titles = dict(movies.filter(F.col("movie_id").isin(wanted)).select("movie_id", "title")
+                  .collect())
     out = []
     for movie_id in movie_ids:
-        mine = [r for r in rows if r["movie_id"] == movie_id]
-        if not mine:
+        mine = shown[shown["movie_id"] == movie_id]
+        if mine.empty:
             continue
         out.append(f"**{titles.get(movie_id, movie_id)}** (movie {movie_id})\n")
         out.append("| # | movie | similarity |\n|---:|---|---:|")
-        out += [f"| {r['rank']} | {r['similar_title'] or r['similar_movie_id']} | "
-                f"{r['similarity']:.3f} |" for r in mine]
+        out += [f"| {r.rank} | {titles.get(r.similar_movie_id) or r.similar_movie_id} | "
+                f"{r.similarity:.3f} |" for r in mine.itertuples()]
         out.append("")
     return "\n".join(out)
 
 
-def showcase_movies(similarity: DataFrame, training: DataFrame) -> list[int]:
-    """The notebook's movies where present, else the three most-rated movies with neighbours."""
-    present = [r[0] for r in similarity.filter(F.col("movie_id").isin(list(WELL_KNOWN_MOVIES)))
-               .select("movie_id").distinct().collect()]
-    if present:
+def showcase_movies(table: pd.DataFrame, rating_counts: pd.DataFrame) -> list[int]:
+    """The notebook's movies where present, else the three most-rated movies with neighbours
+    (`rating_counts`: movie_id, count of training ratings)."""
+    present = set(table["movie_id"].tolist())
+    if present & set(WELL_KNOWN_MOVIES):
         return [m for m in WELL_KNOWN_MOVIES if m in present]
-    top = (training.join(similarity.select("movie_id").distinct(), "movie_id")
-           .groupBy("movie_id").count().orderBy(F.desc("count"), "movie_id").limit(3).collect())
-    return [r["movie_id"] for r in top]
+    top = (rating_counts[rating_counts["movie_id"].isin(present)]
+           .sort_values(["count", "movie_id"], ascending=[False, True]).head(3))
+    return [int(m) for m in top["movie_id"]]
+
+
+def rating_counts(training: DataFrame) -> pd.DataFrame:
+    """Training ratings per movie (movie_id, count), on the driver: one row per movie."""
+    return training.groupBy("movie_id").count().toPandas()
 
 
 @asset(
@@ -62,18 +63,20 @@ def showcase_movies(similarity: DataFrame, training: DataFrame) -> list[int]:
 )
 def item_similarity(context: AssetExecutionContext, item_factors, training, movies):
     config = experiment_config(context).similarity
-    eligible = (training.groupBy("movie_id").count()
-                .filter(F.col("count") >= config.min_ratings).select("movie_id"))
-    table = rank_similar_items(item_factors, eligible, config.top_n).persist()
-    n_items = table.select("movie_id").distinct().count()
-    shown = showcase_movies(table, training)
+    counts = rating_counts(training)
+    eligible = counts.loc[counts["count"] >= config.min_ratings, "movie_id"].to_numpy()
+    # The neighbours are computed on the driver: the metadata comes from that frame, not from
+    # more Spark queries over the table.
+    neighbours = similar_items(item_factors, eligible, config.top_n)
+    table = item_factors.sparkSession.createDataFrame(neighbours, schema=SIMILARITY_SCHEMA)
+    shown = showcase_movies(neighbours, counts)
     version = config_data_version(context, SIMILARITY_CODE_VERSION,
                                   ["item_factors", "training", "movies"], {"similarity": config})
     return Output(table, data_version=version, metadata={
-        "rows": table.count(),
-        "items_with_neighbours": n_items,
-        "eligible_items": eligible.count(),
+        "rows": len(neighbours),
+        "items_with_neighbours": int(neighbours["movie_id"].nunique()),
+        "eligible_items": len(eligible),
         "top_n": config.top_n,
         "min_ratings": config.min_ratings,
-        "neighbours": MetadataValue.md(neighbours_markdown(table, movies, shown)),
+        "neighbours": MetadataValue.md(neighbours_markdown(neighbours, movies, shown)),
     })

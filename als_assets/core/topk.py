@@ -165,27 +165,24 @@ SIMILARITY_SCHEMA = T.StructType(
 )
 
 
-def rank_similar_items(
-    item_factors: DataFrame,
-    eligible: DataFrame,
-    top_n: int,
-) -> DataFrame:
-    """Top-n cosine neighbours for every eligible item, among eligible items.
+def similar_items(item_factors: DataFrame, eligible_ids: np.ndarray, top_n: int) -> pd.DataFrame:
+    """Top-n cosine neighbours for every eligible item, among eligible items, as a pandas frame
+    (movie_id, similar_movie_id, similarity, rank): the caller reports on it without asking
+    Spark again.
 
     cos(a, b) = a.b / (|a| |b|): normalising every factor row once turns the all-pairs cosine
     into one matrix product. Items whose factors are all zero have no direction and are left out.
     """
-    spark = item_factors.sparkSession
-    id_col = next(c for c in item_factors.columns if c != "features")
-    factors = item_factors.join(eligible.select(eligible["movie_id"].alias(id_col)), id_col)
-    ids, matrix = factors_to_numpy(factors)
+    ids, matrix = factors_to_numpy(item_factors)
+    keep = np.isin(ids, np.asarray(eligible_ids, dtype=np.int64))
+    ids, matrix = ids[keep], matrix[keep]
     if ids.size:
         norms = np.linalg.norm(matrix, axis=1)
         nonzero = norms > 0
         ids, matrix = ids[nonzero], matrix[nonzero] / norms[nonzero, None]
     self_index = np.arange(ids.size)
     q, c, s = top_k(matrix, matrix, top_n, self_index, self_index)
-    pdf = pd.DataFrame(
+    return pd.DataFrame(
         {
             "movie_id": ids[q].astype(np.int32),
             "similar_movie_id": ids[c].astype(np.int32),
@@ -193,4 +190,14 @@ def rank_similar_items(
             "rank": _ranks(q),
         }
     )
-    return spark.createDataFrame(pdf, schema=SIMILARITY_SCHEMA)
+
+
+def rank_similar_items(
+    item_factors: DataFrame,
+    eligible: DataFrame,
+    top_n: int,
+) -> DataFrame:
+    """`similar_items` for the movie ids of `eligible`, as a Spark DataFrame."""
+    eligible_ids = eligible.select("movie_id").toPandas()["movie_id"].to_numpy(np.int64)
+    table = similar_items(item_factors, eligible_ids, top_n)
+    return item_factors.sparkSession.createDataFrame(table, schema=SIMILARITY_SCHEMA)
