@@ -9,7 +9,8 @@ Three variants, each a fresh process (own JVM), same data (ml-latest-small), loc
 experiments from benchmarks/notebook_experiments.yaml:
   plain:          the asset bodies' calls (load+validate ratings, movies, split + check, tune,
                   fit + baseline check, factors, recommendations, similarity, evaluation, cold
-                  start, sample-user report), DataFrames passed in memory, nothing written.
+                  start, and the sample-user report where the Dagster side's selection has it:
+                  not for nb_final), DataFrames passed in memory, nothing written.
   plain+storage:  the same, but every asset output is written with the project's VersionedStore
                   and read back for its consumers, as the IO manager does.
   dagster:        sources then the experiment partition through Dagster (compare_notebook.py's
@@ -38,6 +39,7 @@ from _common import (  # noqa: E402
     publish_report,
     run_measured,
 )
+from compare_notebook import SELECTIONS  # noqa: E402
 
 DEFAULT_DATA = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
 EXPERIMENTS_FILE = BENCH / "notebook_experiments.yaml"
@@ -141,9 +143,13 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     with stage("cold_start_report"):
         keep("cold_start_report", cold_start_report(model, training, test,
                                                     explicit=not config.implicit.enabled))
-    with stage("sample_user_report"):
-        user = pick_sample_user(recs, test, config.sample_user)
-        keep("sample_user_report", sample_user_view(training, test, recs, movies, user))
+    # The same assets as the Dagster side materializes (compare_notebook.py's selection for
+    # the experiment: nb_final leaves the sample-user report out, as the notebook prints none).
+    selection = SELECTIONS.get(experiment)
+    if selection is None or "sample_user_report" in selection.split(","):
+        with stage("sample_user_report"):
+            user = pick_sample_user(recs, test, config.sample_user)
+            keep("sample_user_report", sample_user_view(training, test, recs, movies, user))
     stages["total_in_process"] = round(time.time() - t0, 2)
     Path(out_path).write_text(json.dumps(stages))
 
