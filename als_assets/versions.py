@@ -22,7 +22,8 @@ against direct dependencies only), so new ratings mark every experiment's model 
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
+from decimal import Decimal
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, DataVersion
@@ -75,8 +76,23 @@ def content_data_version_and_rows(frame: DataFrame, columns: Sequence[str] | Non
     return _content_version(columns, row["n"], row["h1"], row["h2"]), int(row["n"])
 
 
-def content_data_versions(frames: Mapping[str, DataFrame]) -> dict[str, DataVersion]:
-    """`content_data_version` of each of several DataFrames with the same columns, in one Spark
+@dataclass(frozen=True)
+class ContentHash:
+    """A DataFrame's row count and two order-independent sums of 64-bit row hashes (None for
+    no rows): what its content data version is made of."""
+
+    columns: tuple[str, ...]
+    rows: int
+    h1: Decimal | None
+    h2: Decimal | None
+
+    @property
+    def data_version(self) -> DataVersion:
+        return _content_version(list(self.columns), self.rows, self.h1, self.h2)
+
+
+def content_hashes(frames: Mapping[str, DataFrame]) -> dict[str, ContentHash]:
+    """The `ContentHash` of each of several DataFrames with the same columns, in one Spark
     aggregation over their union instead of one per frame."""
     names = list(frames)
     columns = list(frames[names[0]].columns)
@@ -89,9 +105,28 @@ def content_data_versions(frames: Mapping[str, DataFrame]) -> dict[str, DataVers
     out = {}
     for i, name in enumerate(names):
         r = rows.get(i)
-        out[name] = _content_version(columns, *((r["n"], r["h1"], r["h2"]) if r is not None
-                                                else (0, None, None)))
+        n, h1, h2 = (int(r["n"]), r["h1"], r["h2"]) if r is not None else (0, None, None)
+        out[name] = ContentHash(tuple(columns), n, h1, h2)
     return out
+
+
+def content_data_versions(frames: Mapping[str, DataFrame]) -> dict[str, DataVersion]:
+    """`content_data_version` of each of several DataFrames with the same columns, in one Spark
+    aggregation over their union instead of one per frame."""
+    return {name: h.data_version for name, h in content_hashes(frames).items()}
+
+
+def hashes_add_up(parts: Sequence[ContentHash], whole: ContentHash) -> bool:
+    """Whether the parts hold exactly the whole's rows, as multisets: their row counts and both
+    hash sums add up to the whole's. A row missing, added or held twice changes the count or
+    shifts each sum by a 64-bit hash, and two independent sums cancelling by chance is a
+    ~2^-128 event."""
+    def total(values):
+        return sum((v or Decimal(0) for v in values), Decimal(0))
+
+    return (sum(p.rows for p in parts) == whole.rows
+            and total(p.h1 for p in parts) == total([whole.h1])
+            and total(p.h2 for p in parts) == total([whole.h2]))
 
 
 def latest_data_version(context: AssetExecutionContext, asset: str) -> str | None:

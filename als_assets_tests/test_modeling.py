@@ -35,6 +35,7 @@ from als_assets.core.spark import (
     uncheckpointed_iterations,
 )
 from als_assets.core.storage import VersionedStore
+from als_assets.versions import content_hashes, hashes_add_up
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,32 @@ def test_overlapping_or_missing_rows_are_counted(ratings):
     missing = Splits(parts.training, parts.validation, parts.test.limit(10))
     counts = split_overlap_summary(ratings, missing)
     assert counts["sum_of_splits"] == counts["distinct_pairs_in_splits"] < 3_000
+
+
+def test_split_hashes_add_up_to_the_ratings_only_for_an_exact_partition(ratings):
+    parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
+
+    def adds_up(training, validation, test):
+        hashes = content_hashes({"ratings": ratings, "training": training,
+                                 "validation": validation, "test": test})
+        return hashes_add_up([hashes[n] for n in ("training", "validation", "test")],
+                             hashes["ratings"])
+
+    assert adds_up(parts.training, parts.validation, parts.test)
+    assert not adds_up(parts.training, parts.validation,
+                       parts.test.unionAll(parts.training.limit(5)))  # pairs in two splits
+    assert not adds_up(parts.training, parts.validation, parts.test.limit(10))  # rows missing
+    one = parts.test.limit(1).collect()[0]
+    changed = parts.test.withColumn(  # same rows and pairs, one rating changed
+        "rating", F.when((F.col("user_id") == one["user_id"])
+                         & (F.col("movie_id") == one["movie_id"]),
+                         F.col("rating") + 0.5).otherwise(F.col("rating")))
+    assert not adds_up(parts.training, parts.validation, changed)
+    # Moving rows between splits keeps the union: still the ratings' rows exactly once.
+    user = parts.validation.first()["user_id"]
+    moved = F.col("user_id") == user
+    assert adds_up(parts.training.unionAll(parts.validation.filter(moved)),
+                   parts.validation.filter(~moved), parts.test)
 
 
 @pytest.mark.parametrize("max_iter,uncheckpointed,interval", [

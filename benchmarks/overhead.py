@@ -55,11 +55,12 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     from als_assets.core.cold_start import cold_start_report
     from als_assets.core.evaluation import evaluate_model
     from als_assets.core.experiments import load_experiments
-    from als_assets.core.modeling import fit_als, split_overlap_summary, split_ratings, tune
+    from als_assets.core.modeling import fit_als, split_ratings, tune
     from als_assets.core.reports import pick_sample_user, sample_user_view
     from als_assets.core.spark import SparkSettings, als_blocks, build_spark_session
     from als_assets.core.storage import VersionedStore
     from als_assets.resources import RatingsSource
+    from als_assets.versions import content_hashes, hashes_add_up
 
     stages: dict[str, float] = {"import": round(time.time() - t0, 2)}
     config = load_experiments(os.environ["ALS_EXPERIMENTS_FILE"])[experiment]
@@ -102,7 +103,12 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
         movies = keep("movies", movies, None)
     with stage("splits"):
         parts = split_ratings(ratings, config.split.ratios, config.split.seed)
-        split_overlap_summary(ratings, parts)
+        # As the asset: the splits' and the ratings' content hashes in one aggregation (the
+        # data versions, and the disjoint-and-complete proof).
+        hashes = content_hashes({"ratings": ratings, "training": parts.training,
+                                 "validation": parts.validation, "test": parts.test})
+        assert hashes_add_up([hashes[n] for n in ("training", "validation", "test")],
+                             hashes["ratings"])
         training = keep("training", parts.training)
         validation = keep("validation", parts.validation)
         test = keep("test", parts.test)

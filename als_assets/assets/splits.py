@@ -24,8 +24,9 @@ from ..partitions import experiment_config, experiment_partitions
 from ..versions import (
     DATA_VERSION_TAG,
     OWNERS,
-    content_data_versions,
+    content_hashes,
     experiment_tags,
+    hashes_add_up,
     stable_hash,
 )
 
@@ -61,24 +62,34 @@ def splits(context: AssetExecutionContext, ratings):
         yield from _reuse(context, config, key, earlier)
         return
     parts = split_ratings(ratings, config.split.ratios, config.split.seed)
-    counts = split_overlap_summary(ratings, parts)
-    complete = counts["sum_of_splits"] == counts["ratings"]
-    disjoint = counts["distinct_pairs_in_splits"] == counts["sum_of_splits"]
+    frames = {"training": parts.training, "validation": parts.validation, "test": parts.test}
+    # The splits' content hashes are their data versions (hashing the rows captures both the
+    # ratings and the split config). With the ratings' own hash, from the same aggregation,
+    # they also prove the check: the ratings hold no duplicate pair (ratings_valid), so splits
+    # that together hold exactly the ratings' rows are disjoint and complete.
+    hashes = content_hashes({"ratings": ratings, **frames})
+    counts = {"ratings": hashes["ratings"].rows,
+              **{name: hashes[name].rows for name in frames}}
+    counts["sum_of_splits"] = sum(counts[name] for name in frames)
     problems = []
-    if not complete:
-        problems.append(f"splits hold {counts['sum_of_splits']} rows, ratings {counts['ratings']}")
-    if not disjoint:
-        problems.append(f"{counts['sum_of_splits'] - counts['distinct_pairs_in_splits']} pairs "
-                        "are in more than one split")
+    if hashes_add_up([hashes[name] for name in frames], hashes["ratings"]):
+        counts["proof"] = "row count and row-hash sums of the splits add up to the ratings'"
+    else:
+        # Only a failing split pays for counting which pairs are missing or repeated.
+        counts = split_overlap_summary(ratings, parts)
+        if counts["sum_of_splits"] != counts["ratings"]:
+            problems.append(f"splits hold {counts['sum_of_splits']} rows, "
+                            f"ratings {counts['ratings']}")
+        repeated = counts["sum_of_splits"] - counts["distinct_pairs_in_splits"]
+        if repeated:
+            problems.append(f"{repeated} pairs are in more than one split")
+        problems = problems or ["the splits' rows differ from the ratings' rows"]
     yield from gate([AssetCheckResult(
         asset_key="training", check_name=SPLITS_DISJOINT.name, passed=not problems,
         description="; ".join(problems) or "disjoint and complete", metadata=counts)])
     total = counts["ratings"]
-    frames = {"training": parts.training, "validation": parts.validation, "test": parts.test}
-    # Hashing the rows captures both the ratings and the split config (ratios, seed).
-    versions = content_data_versions(frames)
     for name, frame in frames.items():
-        yield Output(frame, output_name=name, data_version=versions[name],
+        yield Output(frame, output_name=name, data_version=hashes[name].data_version,
                      metadata=_split_metadata(context, config, key, counts[name],
                                               counts[name] / total if total else 0.0))
 
