@@ -33,6 +33,7 @@ spark = SparkResource(
     jdbc_jar=_jdbc.jar,
     jdbc_package=_jdbc.package,
     driver_host=settings.env("ALS_SPARK_DRIVER_HOST", ""),
+    class_archive_dir=settings.class_archive_dir(),
 )
 
 postgres = PostgresResource(

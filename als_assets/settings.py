@@ -37,3 +37,10 @@ def storage_root() -> str:
 
 def spark_master() -> str:
     return env("SPARK_MASTER", "local[*]")
+
+
+def class_archive_dir() -> str:
+    """ALS_JVM_CLASS_ARCHIVE: folder of the driver JVM's class-data archive, or `off`."""
+    cache = Path(env("XDG_CACHE_HOME", str(Path.home() / ".cache"))).expanduser()
+    value = env("ALS_JVM_CLASS_ARCHIVE", str(cache / "als_assets" / "jvm"))
+    return "" if value.lower() in ("off", "0", "false", "no", "none") else value

@@ -44,9 +44,12 @@ def spark(tmp_path_factory):
     from als_assets.core.jdbc import find_jdbc_driver
 
     driver = find_jdbc_driver()
+    from als_assets.settings import class_archive_dir
+
     session = build_spark_session(
         SparkSettings(master="local[2]", driver_memory="2g", checkpoint_dir=str(checkpoint_dir),
-                      jars=(driver.jar,) if driver.jar else ())
+                      jars=(driver.jar,) if driver.jar else (),
+                      class_archive_dir=class_archive_dir() or None)
     )
     try:
         yield session

@@ -283,3 +283,42 @@ def run_bounds(instance, run_id: str) -> dict:
         elif ev.event_type in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
             t1 = rec.timestamp
     return {"run_s": round(t1 - t0, 2) if t0 and t1 else None}
+
+
+def class_archive_state(driver_memory: str) -> dict:
+    """The project's driver-JVM class archive on this machine (als_assets/core/jvm_archive.py)
+    for the settings the project side runs with: where it is, whether it exists."""
+    from als_assets import settings
+    from als_assets.core.jdbc import find_jdbc_driver
+    from als_assets.core.jvm_archive import archive_key
+    from als_assets.core.spark import require_java
+
+    directory = settings.class_archive_dir()
+    if not directory:
+        return {"enabled": False}
+    jar = find_jdbc_driver().jar
+    key = archive_key(require_java(), (jar,) if jar else (), driver_memory)
+    path = Path(directory).expanduser() / f"spark-{key}.jsa"
+    return {"enabled": True, "directory": str(Path(directory).expanduser()), "key": key,
+            "path": str(path), "exists": path.exists(),
+            "size_mb": round(path.stat().st_size / 2**20, 1) if path.exists() else None}
+
+
+def ensure_class_archive(driver_memory: str, prime) -> dict:
+    """Make sure the project's runs start with the class archive a user has after their first
+    run: if it is missing, call `prime()` (an untimed project run), wait for its JVM to write
+    the archive as it exits, and promote it. Returns the archive's state for the results."""
+    from als_assets.core.jvm_archive import prepare_class_archive, wait_for_dumps
+
+    state = class_archive_state(driver_memory)
+    if not state["enabled"] or state["exists"]:
+        return {**state, "primed_s": None}
+    print(f"(no class archive at {state['path']}: an untimed priming run writes it)",
+          file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    prime()
+    directory = Path(state["directory"])
+    wait_for_dumps(directory, state["key"])
+    prepare_class_archive(directory, state["key"])  # promotes the finished dump
+    primed = round(time.perf_counter() - t0, 1)
+    return {**class_archive_state(driver_memory), "primed_s": primed}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from .jvm_archive import ClassArchive, archive_key, prepare_class_archive, record_dumping_jvm
+
 
 class JavaNotFoundError(RuntimeError):
     """Spark needs a Java runtime; pyspark's own error is a gateway stack trace."""
@@ -39,6 +41,8 @@ class SparkSettings:
     jars: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
     driver_host: str = ""
+    # Where the driver JVM's class-data archive lives (core/jvm_archive.py); None: no archive.
+    class_archive_dir: str | None = None
     extra_conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -173,18 +177,46 @@ def build_spark_session(settings: SparkSettings) -> SparkSession:
     ALS's lineage grows with every iteration; without a checkpoint directory Spark ignores
     checkpointInterval and a 15-iteration fit overflows the JVM stack.
     """
-    require_java()
+    java = require_java()
     check_master_reachable(settings.master)
+    conf = session_conf(settings)
+    plan = _class_archive_plan(settings, java)
+    if plan is not None and plan.java_options:
+        conf["spark.driver.extraJavaOptions"] = (
+            conf.get("spark.driver.extraJavaOptions", "") + " " + plan.java_options).strip()
     builder = SparkSession.builder.appName(settings.app_name).master(settings.master)
-    for key, value in session_conf(settings).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if plan is not None and plan.dump_to is not None:
+        record_dumping_jvm(plan, spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
     spark.sparkContext.setLogLevel("WARN")
     if settings.checkpoint_dir:
         if "://" not in settings.checkpoint_dir:
             Path(settings.checkpoint_dir).mkdir(parents=True, exist_ok=True)
         spark.sparkContext.setCheckpointDir(settings.checkpoint_dir)
     return spark
+
+
+def usable_archive_dir(directory: str | None) -> bool:
+    """Set, not on Windows (no /proc, other signals), and free of whitespace: Spark splits
+    extraJavaOptions at whitespace, so such a path cannot be passed to the JVM."""
+    return bool(directory) and os.name != "nt" and not any(ch.isspace() for ch in directory)
+
+
+def _class_archive_plan(settings: SparkSettings, java: str) -> ClassArchive | None:
+    """The class-archive options for a driver JVM this call will start; None when a JVM is
+    already running in this process (its options are fixed) or the archive is switched off."""
+    from pyspark import SparkContext
+
+    if not usable_archive_dir(settings.class_archive_dir) or SparkContext._gateway is not None:
+        return None
+    try:
+        key = archive_key(java, settings.jars, settings.driver_memory)
+        return prepare_class_archive(Path(settings.class_archive_dir).expanduser(), key)
+    except OSError:
+        # An unwritable cache costs start-up time, never the run.
+        return None
 
 
 def uncheckpointed_iterations(spark: SparkSession) -> int:
