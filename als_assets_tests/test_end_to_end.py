@@ -108,6 +108,11 @@ def test_experiments_with_the_same_split_link_its_files(synthetic_instance, spar
     evaluations = check_results(synthetic_instance, "splits_disjoint_and_complete")
     assert len(evaluations) == len(SYNTHETIC) + 1
     assert sum("reused" in e.description for e in evaluations) == len(SYNTHETIC)
+    # Every evaluation says what it rests on: the hash sums where the split was made, the
+    # earlier split's check where it was reused.
+    proofs = sorted(e.metadata["proof"].value for e in evaluations)
+    assert sum("hash sums" in p for p in proofs) == 1
+    assert sum(p.startswith("the split of experiment") for p in proofs) == len(SYNTHETIC)
 
 
 def test_explicit_model_learns_and_reports_every_metric(synthetic_instance):
