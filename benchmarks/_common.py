@@ -290,7 +290,7 @@ def class_archive_state(driver_memory: str) -> dict:
     for the settings the project side runs with: where it is, whether it exists."""
     from als_assets import settings
     from als_assets.core.jdbc import find_jdbc_driver
-    from als_assets.core.jvm_archive import archive_key
+    from als_assets.core.jvm_archive import archive_key, archive_path
     from als_assets.core.spark import require_java
 
     directory = settings.class_archive_dir()
@@ -298,7 +298,7 @@ def class_archive_state(driver_memory: str) -> dict:
         return {"enabled": False}
     jar = find_jdbc_driver().jar
     key = archive_key(require_java(), (jar,) if jar else (), driver_memory)
-    path = Path(directory).expanduser() / f"spark-{key}.jsa"
+    path = archive_path(Path(directory).expanduser(), key)
     return {"enabled": True, "directory": str(Path(directory).expanduser()), "key": key,
             "path": str(path), "exists": path.exists(),
             "size_mb": round(path.stat().st_size / 2**20, 1) if path.exists() else None}

@@ -5,7 +5,7 @@ session's first seconds go there. Java 13+ can write the classes a process loade
 when it exits (`-XX:ArchiveClassesAtExit`) and map that archive into the next process
 (`-XX:SharedArchiveFile`), which then skips parsing and verifying them. Measured here (2 cores,
 Java 17, Spark 4.3): a SparkSession that counts ten rows 18.8 s without and 11.3 s with the
-archive; the first process pays for writing it after it exits (~23 s of one core, ~150 MB).
+archive; the first process pays for writing it after it exits (~25 s of one core, 150-200 MB).
 
 The archive is only valid for the exact JVM and classpath it was written with (the JVM checks and
 ignores it otherwise, with a warning), so its file name carries a key of both. Dumps are written
@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,22 @@ def _java_alive(pid: int) -> bool:
     return True
 
 
+def archive_path(directory: Path, key: str) -> Path:
+    return directory / f"spark-{key}{ARCHIVE_SUFFIX}"
+
+
+def _dump_markers(directory: Path, key: str) -> list[tuple[Path, int]]:
+    """(marker file, pid of the JVM that writes or will write the dump; 0 if unreadable)."""
+    found = []
+    for marker in sorted(directory.glob(f"spark-{key}.*.pid")):
+        try:
+            pid = int(marker.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        found.append((marker, pid))
+    return found
+
+
 def prepare_class_archive(directory: Path, key: str, alive=_java_alive) -> ClassArchive:
     """Decide the driver JVM's class-archive options for archive `key` in `directory`.
 
@@ -131,16 +148,12 @@ def prepare_class_archive(directory: Path, key: str, alive=_java_alive) -> Class
     asks for a new dump only when no archive exists and no other JVM is writing one.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    archive = directory / f"spark-{key}{ARCHIVE_SUFFIX}"
+    archive = archive_path(directory, key)
     _remove_orphan_dumps(directory)
     if not archive.exists():
         writing = False
-        for marker in sorted(directory.glob(f"spark-{key}.*.pid")):
+        for marker, pid in _dump_markers(directory, key):
             dump = marker.with_suffix(".tmp")
-            try:
-                pid = int(marker.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
             if pid and alive(pid):
                 writing = True
                 continue
@@ -161,8 +174,6 @@ def prepare_class_archive(directory: Path, key: str, alive=_java_alive) -> Class
 
 def _remove_orphan_dumps(directory: Path, older_than_s: float = 3600.0) -> None:
     """Dumps with no marker: their process died before it could name its JVM."""
-    import time
-
     for dump in directory.glob("spark-*.*.tmp"):
         if dump.with_suffix(".pid").exists():
             continue
@@ -176,17 +187,9 @@ def _remove_orphan_dumps(directory: Path, older_than_s: float = 3600.0) -> None:
 def wait_for_dumps(directory: Path, key: str, timeout_s: float = 600.0,
                    alive=_java_alive) -> bool:
     """Wait until no JVM is writing archive `key` (True), or `timeout_s` passed (False)."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pids = []
-        for marker in directory.glob(f"spark-{key}.*.pid"):
-            try:
-                pids.append(int(marker.read_text().strip() or 0))
-            except (OSError, ValueError):
-                continue
-        if not any(pid and alive(pid) for pid in pids):
+        if not any(pid and alive(pid) for _, pid in _dump_markers(directory, key)):
             return True
         time.sleep(0.5)
     return False
