@@ -157,6 +157,10 @@ def test_tuning_study_stops_after_tuned_params(synthetic_instance):
              for s in synthetic_instance.get_run_step_stats(run.dagster_run.run_id)}
     assert steps["tuned_params"] == steps["als_model"] == "SUCCESS"
     assert steps["evaluation"] == steps["item_similarity"] == "SKIPPED"
+    # No step after tuned_params reads a best model, so none is stored.
+    assert tuned["best_model_kept"] is False
+    assert defs.load_asset_value("tuned_params", partition_key=TUNING_ONLY).best_model_path \
+        is None
 
 
 def test_holdout_model_is_the_tuning_fit(synthetic_instance, spark):
@@ -178,6 +182,12 @@ def test_holdout_model_is_the_tuning_fit(synthetic_instance, spark):
     ids_b, b = factors(refit)
     assert ids_a == ids_b
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Stored once: als_model's files are links to the ones tuned_params wrote.
+    model_dir, best_dir = Path(meta["storage_path"]), Path(tuned.best_model_path)
+    files = sorted(p.relative_to(model_dir) for p in model_dir.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(best_dir) for p in best_dir.rglob("*")
+                                     if p.is_file())
+    assert all((model_dir / f).stat().st_ino == (best_dir / f).stat().st_ino for f in files)
 
 
 def test_model_is_a_loadable_spark_model(synthetic_instance, spark):

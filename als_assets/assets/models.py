@@ -16,6 +16,7 @@ from dagster import (
 from ..checks import MODEL_BEATS_BASELINE, gate
 from ..core.baselines import compare_with_baseline
 from ..core.modeling import fit_als
+from ..core.storage import StoredCopy
 from ..partitions import experiment_config, experiment_partitions
 from ..plots import rating_histogram_md, tuning_heatmap_md, validation_chart_md
 from ..resources import SparkResource
@@ -32,17 +33,21 @@ def config_markdown(config) -> str:
 
 def _final_model(context, spark, training, config, tuned_params):
     """The tuning's own fit of the best params when it was made on the same training rows with
-    the same settings (holdout), else a new fit. Returns (model, fit seconds, reused, blocks)."""
+    the same settings (holdout), else a new fit. Returns (model, what to store, fit seconds,
+    reused, blocks): a reused model that tuned_params already stored is stored again as links
+    to those files, not written anew (three Spark jobs)."""
     key = getattr(tuned_params, "best_model_key", None)
     if key is not None and key == fit_key(context, config):
         model = tuned_params.load_best_model()
         if model is not None:
             seconds = next((g.seconds for g in tuned_params.grid
                             if g.params == tuned_params.best), None)
-            return (model, seconds if seconds is not None else float("nan"), True,
+            stored = tuned_params.best_model_path if tuned_params.best_model is None else None
+            return (model, StoredCopy("als_model", stored) if stored else model,
+                    seconds if seconds is not None else float("nan"), True,
                     tuned_params.blocks_per_fit)
     model, seconds = fit_als(training, tuned_params.best, config, spark.als_blocks)
-    return model, seconds, False, spark.als_blocks
+    return model, model, seconds, False, spark.als_blocks
 
 
 def model_label(config, params) -> str:
@@ -82,7 +87,8 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
                          "(stop_after in its config): no model, the steps after it are skipped")
         return
     params = tuned_params.best
-    model, seconds, reused, blocks = _final_model(context, spark, training, config, tuned_params)
+    model, value, seconds, reused, blocks = _final_model(context, spark, training, config,
+                                                         tuned_params)
     comparison = compare_with_baseline(model, training, validation, config)
     # The check runs unless the selection left it out (`<asset>.without_checks()`).
     if MODEL_BEATS_BASELINE.key in context.selected_asset_check_keys:
@@ -102,7 +108,7 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
     version = config_data_version(context, ALS_MODEL_CODE_VERSION,
                                   ["ratings", "training", "validation", "tuned_params"],
                                   fit_config)
-    yield Output(model, output_name="als_model", data_version=version, metadata={
+    yield Output(value, output_name="als_model", data_version=version, metadata={
         "experiment": context.partition_key,
         "model": model_label(config, params),
         "rank": params.rank,

@@ -40,6 +40,10 @@ def tuning_data_version(result: TuningResult, tuning_config: str) -> DataVersion
 def tuned_params(context: AssetExecutionContext, spark: SparkResource, training, validation):
     config = experiment_config(context)
     result = tune(training, validation, config, spark.als_blocks)
+    if config.stop_after == "tuned_params":
+        # A study that ends here has no als_model to hand the best fit to: storing it would
+        # write a model no step reads.
+        result = replace(result, best_model=None)
     if result.best_model is not None:
         result = replace(result, best_model_key=fit_key(context, config))
     best = result.best

@@ -105,13 +105,14 @@ def cold_start_report(model: ALSModel, training: DataFrame, test: DataFrame,
     """
     mu, item_bias, user_bias = bias_baseline(training)
     preds = model.copy({model.coldStartStrategy: "nan"}).transform(test)
-    known_users = training.select("user_id").distinct().withColumn("known_user", F.lit(True))
-    known_items = training.select("movie_id").distinct().withColumn("known_item", F.lit(True))
+    # The bias tables have a row for every movie and every user with training ratings, so they
+    # also say which test users and movies are known: no separate distinct() of training. They
+    # are one row per entity, small next to the test set: broadcast, not shuffled (under AQE
+    # each shuffle is a Spark job of its own).
     df = (
-        preds.join(item_bias, "movie_id", "left")
-        .join(user_bias, "user_id", "left")
-        .join(known_users, "user_id", "left")
-        .join(known_items, "movie_id", "left")
+        preds.join(F.broadcast(item_bias.withColumn("known_item", F.lit(True))), "movie_id",
+                   "left")
+        .join(F.broadcast(user_bias.withColumn("known_user", F.lit(True))), "user_id", "left")
     )
     is_nan = F.col("prediction").isNull() | F.isnan("prediction")
     mu_lit = F.lit(mu)
