@@ -11,6 +11,7 @@ from als_assets.assets.similarity import neighbours_markdown, showcase_movies
 from als_assets.core.topk import (
     RECS_SCHEMA,
     SIMILARITY_SCHEMA,
+    _top_k_indices,
     popular_recommendations,
     rank_similar_items,
     recommend_for_users,
@@ -123,6 +124,20 @@ def test_top_k_ties_at_the_k_boundary_break_by_candidate_index():
     candidates = rng.integers(-2, 3, (40, 3)).astype(np.float64)
     got = as_triples(top_k(queries, candidates, 5, block_rows=5))
     assert_same_top_k(got, reference_top_k(queries, candidates, 5))
+
+
+@pytest.mark.parametrize("values", ["floats", "few integers", "one value"])
+def test_top_k_indices_choose_the_k_largest_ties_to_the_lowest_index(values):
+    """Against a stable sort: rows with and without ties at the k-th score, -inf included."""
+    rng = np.random.default_rng(5)
+    scores = {"floats": rng.standard_normal((40, 30)),
+              "few integers": rng.integers(-2, 3, (40, 30)).astype(np.float64),
+              "one value": np.ones((40, 30))}[values]
+    scores[::7, ::3] = -np.inf
+    for k in (1, 4, 29):
+        got = np.sort(_top_k_indices(scores, k), axis=1)
+        want = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_top_k_empty_inputs():

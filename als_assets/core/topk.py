@@ -66,7 +66,21 @@ def top_k(
 
 def _top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k largest scores; ties at the k-th score go to the lowest
-    indices (argpartition alone picks among them arbitrarily)."""
+    indices. argpartition picks among such ties arbitrarily, so its choice is kept only for the
+    rows where it had no choice (every candidate scoring the k-th score was taken), and the
+    other rows, rare with float scores, are chosen again by index."""
+    n = scores.shape[1]
+    part = np.argpartition(scores, n - k, axis=1)[:, n - k:]
+    taken = np.take_along_axis(scores, part, axis=1)
+    kth = taken.min(axis=1, keepdims=True)
+    unsettled = np.flatnonzero((scores == kth).sum(axis=1) > (taken == kth).sum(axis=1))
+    if unsettled.size:
+        part[unsettled] = _top_k_indices_by_index(scores[unsettled], k)
+    return part
+
+
+def _top_k_indices_by_index(scores: np.ndarray, k: int) -> np.ndarray:
+    """`_top_k_indices` with every tie at the k-th score going to the lowest indices."""
     kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
     above = scores > kth
     at = scores == kth
