@@ -184,6 +184,7 @@ def test_holdout_model_is_the_tuning_fit(synthetic_instance, spark):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # Stored once: als_model's files are links to the ones tuned_params wrote.
     model_dir, best_dir = Path(meta["storage_path"]), Path(tuned.best_model_path)
+    assert model_dir.name == "model"
     files = sorted(p.relative_to(model_dir) for p in model_dir.rglob("*") if p.is_file())
     assert files and files == sorted(p.relative_to(best_dir) for p in best_dir.rglob("*")
                                      if p.is_file())

@@ -111,6 +111,19 @@ def test_stored_copy_links_another_partitions_files(spark, store, fake_clock):
     assert sorted(tuple(r) for r in back.collect()) == rows
 
 
+def test_stored_copy_takes_the_name_its_kind_is_stored_under(store, tmp_path):
+    """A model saved beside another value (tuned_params' best_model) stored as als_model reads
+    like any stored model: <version>/model, its files linked."""
+    saved = tmp_path / "elsewhere" / "best_model"
+    (saved / "metadata").mkdir(parents=True)
+    (saved / "metadata" / "part-00000").write_text("{}")
+    copy = store.write(ASSET, "exp1", StoredCopy("als_model", str(saved)))
+    assert copy.kind == "als_model" and Path(copy.path).name == "model"
+    linked = Path(copy.path) / "metadata" / "part-00000"
+    assert linked.stat().st_ino == (saved / "metadata" / "part-00000").stat().st_ino
+    assert store.current(ASSET, "exp1").path == copy.path
+
+
 def test_stored_copy_of_a_missing_value_fails_and_keeps_the_current_one(store):
     store.write(ASSET, "exp2", "kept")
     with pytest.raises(FileNotFoundError):

@@ -23,6 +23,8 @@ from typing import Any
 
 KEEP_VERSIONS = 2
 UNPARTITIONED = "__all__"
+# File or folder name of a stored value of each Spark kind, inside its version folder.
+STORED_NAMES = {"dataframe": "data.parquet", "als_model": "model"}
 
 
 class StorageError(RuntimeError):
@@ -101,16 +103,20 @@ class VersionedStore:
         folder.mkdir()
         try:
             if isinstance(value, StoredCopy):
-                kind, name = value.kind, Path(value.path).name
+                # Under the name a value of its kind is written with, so a copy looks like one.
+                kind = value.kind
+                name = STORED_NAMES.get(kind, Path(value.path).name)
                 if Path(value.path).is_dir():
                     shutil.copytree(value.path, folder / name, copy_function=_link_or_copy)
                 else:
                     _link_or_copy(value.path, str(folder / name))
             elif _is_dataframe(value):
-                kind, name = "dataframe", "data.parquet"
+                kind = "dataframe"
+                name = STORED_NAMES[kind]
                 value.write.mode("error").parquet(str(folder / name))
             elif _is_als_model(value):
-                kind, name = "als_model", "model"
+                kind = "als_model"
+                name = STORED_NAMES[kind]
                 value.save(str(folder / name))
             else:
                 kind, name = "pickle", "value.pkl"
