@@ -42,7 +42,8 @@ def _final_model(context, spark, training, config, tuned_params):
         if model is not None:
             seconds = next((g.seconds for g in tuned_params.grid
                             if g.params == tuned_params.best), None)
-            stored = tuned_params.best_model_path if tuned_params.best_model is None else None
+            # Stored by tuned_params (a model only in memory has no path yet).
+            stored = tuned_params.best_model_path
             return (model, StoredCopy("als_model", stored) if stored else model,
                     seconds if seconds is not None else float("nan"), True,
                     tuned_params.blocks_per_fit)
