@@ -8,6 +8,7 @@ from dagster import Definitions, EnvVar, in_process_executor, load_assets_from_m
 
 from . import settings
 from .assets import (
+    champion,
     evaluation,
     factors,
     models,
@@ -49,7 +50,7 @@ postgres = PostgresResource(
 
 all_assets = load_assets_from_modules(
     [sources, splits, tuning, models, factors, similarity, recommendations, evaluation, reports,
-     publish]
+     champion, publish]
 )
 
 resources = {

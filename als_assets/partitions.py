@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dagster import AssetExecutionContext, StaticPartitionsDefinition
 
-from .core.experiments import ExperimentConfig, load_experiments
+from .core.experiments import ChampionRule, ExperimentConfig, load_experiments_file
 from .settings import experiments_file
 
-EXPERIMENTS: dict[str, ExperimentConfig] = load_experiments(experiments_file())
+_FILE = load_experiments_file(experiments_file())
+EXPERIMENTS: dict[str, ExperimentConfig] = _FILE.experiments
+# How the experiment to serve is chosen (the file's `champion:` section).
+CHAMPION_RULE: ChampionRule = _FILE.champion
 
 experiment_partitions = StaticPartitionsDefinition(list(EXPERIMENTS))
 

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from dagster import AssetExecutionContext, MetadataValue
 from pyspark.sql import DataFrame
 
-from .core.baselines import BaselineComparison
+from .core.baselines import ValidationReport
 from .core.evaluation import EvaluationReport
 from .core.experiments import ExperimentConfig
-from .core.modeling import TuningResult
 from .core.plots import (
     MetricBar,
     heatmap_data,
@@ -24,6 +23,7 @@ from .core.plots import (
     rating_histogram,
     tuning_heatmap,
 )
+from .core.tuning import TuningResult
 
 DIM_NAMES = {"max_iter": "maxIter", "alpha": "alpha"}
 
@@ -40,7 +40,8 @@ def plot_metadata(context: AssetExecutionContext, name: str, render: Callable[[]
 
 def grid_points(result: TuningResult) -> list[dict[str, float]]:
     return [{"rank": g.params.rank, "max_iter": g.params.max_iter,
-             "reg_param": g.params.reg_param, "alpha": g.params.alpha, "score": g.score}
+             "reg_param": g.params.reg_param, "alpha": g.params.alpha, "score": g.score,
+             "failed": g.error is not None}
             for g in result.grid]
 
 
@@ -58,8 +59,13 @@ def tuning_heatmap_md(context: AssetExecutionContext, result: TuningResult) -> M
                               best_point=best)
 
     layout = heatmap_data(points, result.lower_is_better).describe()
-    caption = (f"{result.metric} of each grid point ({layout}); red outline: the chosen "
-               f"{result.best.label()}.")
+    direction = "lower" if result.lower_is_better else "higher"
+    caption = (f"Optimised: {result.metric} ({direction} is better) of each grid point "
+               f"({layout}); red outline: the chosen {result.best.label()}; "
+               f"{result.baseline} scores {result.baseline_score:.4f}.")
+    if result.failed:
+        caption += (f" Failed points ({len(result.failed)}, drawn as ✕): "
+                    + "; ".join(f"{g.params.label()}: {g.error}" for g in result.failed))
     return plot_metadata(context, "tuning heatmap", render, caption)
 
 
@@ -83,9 +89,14 @@ def rating_histogram_md(context: AssetExecutionContext, training: DataFrame,
 
 
 def validation_chart_md(context: AssetExecutionContext,
-                        comparison: BaselineComparison) -> MetadataValue:
+                        report: ValidationReport) -> MetadataValue:
+    comparison = report.comparison
     bars = [MetricBar(comparison.metric, comparison.model_value, comparison.baseline_value,
                       comparison.baseline, comparison.lower_is_better)]
+    if comparison.lower_is_better:
+        popular = report.scores("most_popular").relevant
+        bars.append(MetricBar(f"ndcg@{report.k}", report.scores("model").relevant.ndcg_at_k,
+                              popular.ndcg_at_k, "most popular"))
     return plot_metadata(
         context, "validation vs baseline",
         lambda: metrics_chart(bars, f"{context.partition_key}: validation vs baseline"))
@@ -98,13 +109,13 @@ def evaluation_bars(report: EvaluationReport) -> list[MetricBar]:
         bars.append(MetricBar("rmse", report.rmse, report.baseline_rmse_global_mean,
                               "global mean", lower_is_better=True))
         bars.append(MetricBar("mae", report.mae, None, lower_is_better=True))
+    popular = report.scores("most_popular").relevant
     bars += [
-        MetricBar(f"precision@{k}", report.precision_at_k,
-                  report.baseline_precision_at_k_popular, "most popular"),
-        MetricBar(f"recall@{k}", report.recall_at_k),
-        MetricBar(f"ndcg@{k}", report.ndcg_at_k, report.baseline_ndcg_at_k_popular,
+        MetricBar(f"precision@{k}", report.precision_at_k, popular.precision_at_k,
                   "most popular"),
-        MetricBar(f"map@{k}", report.map_at_k),
+        MetricBar(f"recall@{k}", report.recall_at_k, popular.recall_at_k, "most popular"),
+        MetricBar(f"ndcg@{k}", report.ndcg_at_k, popular.ndcg_at_k, "most popular"),
+        MetricBar(f"map@{k}", report.map_at_k, popular.map_at_k, "most popular"),
     ]
     return bars
 

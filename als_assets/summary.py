@@ -9,13 +9,18 @@ import sys
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 SECTIONS = {
-    "tuned_params": ("method", "metric", "best_score", "best_rank", "best_max_iter",
-                     "best_reg_param", "grid_points", "tuning_seconds"),
-    "als_model": ("rank", "max_iter", "reg_param", "fit_seconds", "validation_rmse",
-                  "baseline_validation_rmse", "validation_ndcg_at_10", "storage_path"),
-    "evaluation": ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "k",
-                   "users_evaluated", "baseline_rmse_global_mean",
-                   "baseline_ndcg_at_k_popular"),
+    "tuned_params": ("method", "metric", "best_score", "baseline", "baseline_score",
+                     "best_rank", "best_max_iter", "best_reg_param", "best_alpha", "grid_points",
+                     "failed_points", "tuning_seconds"),
+    "als_model": ("rank", "max_iter", "reg_param", "alpha", "fit_seconds", "validation_rmse",
+                  "baseline_validation_rmse", "validation_ndcg_at_k",
+                  "validation_most_popular_ndcg_at_k", "storage_path"),
+    "evaluation": ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
+                   "ndcg_at_k_all_relevant", "precision_at_k_all_relevant", "k",
+                   "users_evaluated", "baseline_rmse_global_mean", "most_popular_ndcg_at_k",
+                   "most_popular_precision_at_k", "random_ndcg_at_k", "coverage",
+                   "most_popular_coverage", "popularity_bias", "most_popular_popularity_bias",
+                   "popular_overlap"),
     "cold_start_report": ("nan_share", "rmse_drop", "rmse_global_mean_fill",
                           "rmse_item_mean_fill", "rmse_bias_fill"),
     "item_similarity": ("rows", "items_with_neighbours", "top_n"),
@@ -54,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     board = latest_metadata(instance, "experiment_leaderboard", None)
     if board.get("leaderboard"):
         print("\nLeaderboard\n" + board["leaderboard"])
+    served = latest_metadata(instance, "champion", None)
+    if served.get("summary"):
+        print("\nServed\n" + served["summary"])
     if not found:
         print(f"  nothing materialized for {args.experiment!r} in {instance.root_directory}",
               file=sys.stderr)

@@ -23,10 +23,10 @@ from pyspark.sql import functions as F
 from als_assets.core.modeling import fit_als
 from als_assets.definitions import all_assets, defs, resources
 from als_assets.io_managers import VersionedSparkIOManager
-from als_assets.partitions import EXPERIMENTS
+from als_assets.partitions import CHAMPION_RULE, EXPERIMENTS
 from als_assets.resources import RatingsSource, SparkResource
 
-SYNTHETIC = ("e2e_holdout", "e2e_tvs", "e2e_cv", "e2e_implicit")
+SYNTHETIC = ("e2e_holdout", "e2e_tvs", "e2e_cv", "e2e_implicit", "e2e_ranking")
 TUNING_ONLY = "e2e_tuning_only"
 EXPERIMENT_SELECTION = AssetSelection.tag("scope", "experiment")
 SOURCES = AssetSelection.assets("ratings", "movies")
@@ -49,7 +49,8 @@ def check_results(instance: DagsterInstance, check: str) -> list:
     from dagster import AssetCheckKey
 
     asset = {"ratings_valid": "ratings", "splits_disjoint_and_complete": "training",
-             "beats_baseline_on_validation": "als_model", "metrics_not_nan": "evaluation"}[check]
+             "beats_baseline_on_validation": "als_model", "metrics_not_nan": "evaluation",
+             "champion_eligible": "champion"}[check]
     records = instance.event_log_storage.get_asset_check_execution_history(
         AssetCheckKey(AssetKey(asset), check), limit=50)
     return [r.event.dagster_event.event_specific_data for r in records if r.event]
@@ -66,7 +67,7 @@ def synthetic_instance(spark):
                              selection=EXPERIMENT_SELECTION, partition_key=name)
         assert result.success, name
     assert materialize(all_assets, resources=resources, instance=instance,
-                       selection=["experiment_leaderboard"]).success
+                       selection=["experiment_leaderboard", "champion"]).success
     return instance
 
 
@@ -248,10 +249,64 @@ def test_cold_start_and_sample_user_reports(synthetic_instance):
 def test_leaderboard_lists_materialized_experiments_only(synthetic_instance):
     board = defs.load_asset_value("experiment_leaderboard")
     assert set(board["experiment"]) == set(SYNTHETIC)
-    assert list(board["ndcg_at_k"]) == sorted(board["ndcg_at_k"], reverse=True)
+    # Ordered by the validation score the champion is chosen by, never by test.
+    validation = [latest(synthetic_instance, "als_model", name)["validation_ndcg_at_k"]
+                  for name in board["experiment"]]
+    assert list(board["validation_ndcg_at_k"]) == validation == sorted(validation, reverse=True)
+    for _, row in board.iterrows():
+        ev = latest(synthetic_instance, "evaluation", row["experiment"])
+        assert row["ndcg_at_k"] == ev["ndcg_at_k"]
+        assert row["most_popular_ndcg_at_k"] == ev["most_popular_ndcg_at_k"]
     meta = latest(synthetic_instance, "experiment_leaderboard")
     assert meta["not_materialized"] == "ml_small"
     assert meta["tuning_only"] == TUNING_ONLY
+    assert "★ champion" in meta["leaderboard"]
+
+
+def test_champion_is_the_best_eligible_on_validation(synthetic_instance):
+    rule = CHAMPION_RULE
+    scores = {}
+    for name in SYNTHETIC:
+        model = latest(synthetic_instance, "als_model", name)
+        if model["k"] == rule.k and model["validation_ndcg_at_k"] >= (
+                1 + rule.min_lift) * model["validation_most_popular_ndcg_at_k"]:
+            scores[name] = model["validation_ndcg_at_k"]
+    expected = max(sorted(scores), key=lambda n: scores[n])
+    choice = defs.load_asset_value("champion")
+    assert choice.experiment == expected
+    meta = latest(synthetic_instance, "champion")
+    assert meta["experiment"] == expected and expected in meta["summary"]
+    assert meta["validation_ndcg_at_k"] == scores[expected]
+    assert choice.verdict("e2e_cv") == "not eligible: K=5, the rule compares at K=10"
+    [check] = check_results(synthetic_instance, "champion_eligible")
+    assert check.passed
+
+
+def test_every_evaluation_has_both_protocols_and_both_baselines(synthetic_instance):
+    for name in SYNTHETIC:
+        ev = latest(synthetic_instance, "evaluation", name)
+        for prefix in ("", "most_popular_", "random_"):
+            for metric in ("precision_at_k", "ndcg_at_k", "precision_at_k_all_relevant",
+                           "ndcg_at_k_all_relevant"):
+                assert 0 <= ev[prefix + metric] <= 1, (name, prefix + metric)
+            assert 0 < ev[prefix + "coverage"] <= 1
+            assert ev[prefix + "popularity_bias"] > 0
+        assert ev["most_popular_popular_overlap"] == 1.0
+        # Most-popular recommends the most-rated movies, random a spread of the catalogue.
+        assert ev["most_popular_popularity_bias"] > ev["random_popularity_bias"]
+        assert ev["random_coverage"] > ev["most_popular_coverage"]
+        assert ev["random_ndcg_at_k"] < ev["most_popular_ndcg_at_k"]
+        assert "most popular" in str(ev["lists_vs_baselines"])
+
+
+def test_ranking_study_tunes_on_ndcg_with_tvs(synthetic_instance):
+    tuned = defs.load_asset_value("tuned_params", partition_key="e2e_ranking")
+    assert tuned.method == "tvs" and tuned.metric == "ndcg_at_10" and not tuned.lower_is_better
+    assert len(tuned.grid) == 4 and {g.params.alpha for g in tuned.grid} == {1.0, 10.0}
+    assert tuned.best_score == max(g.score for g in tuned.grid)
+    meta = latest(synthetic_instance, "tuned_params", "e2e_ranking")
+    assert meta["baseline"] == "most-popular" and 0 < meta["baseline_score"] < 1
+    assert meta["failed_points"] == 0 and "higher is better" in meta["heatmap"]
 
 
 def write_movielens(folder: Path, ratings_rows: list[str]) -> Path:

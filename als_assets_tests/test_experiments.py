@@ -10,9 +10,11 @@ import pytest
 import als_assets
 from als_assets.core.experiments import (
     AlsParams,
+    ChampionRule,
     ExperimentConfigError,
     load_experiments,
     parse_experiments,
+    parse_experiments_file,
 )
 
 SHIPPED = Path(als_assets.__file__).parent / "experiments.yaml"
@@ -95,6 +97,37 @@ def test_scalar_grid_value_is_a_one_element_list():
     assert c.tuning.grid.reg_param == (0.5,)
 
 
+def test_tuning_metric_defaults_by_kind_and_can_be_a_ranking_metric():
+    configs = parse_experiments("""
+experiments:
+  explicit: {}
+  implicit: {implicit: {enabled: true}, tuning: {method: cv}}
+  ranked: {tuning: {method: tvs, metric: map_at_k}}
+""")
+    assert configs["explicit"].metric == "rmse"
+    assert configs["implicit"].metric == "ndcg_at_k"  # and cv works for implicit now
+    assert configs["ranked"].metric == "map_at_k"
+    implicit = configs["implicit"].implicit
+    assert (implicit.positives, implicit.confidence) == ("threshold", "binary")
+
+
+def test_champion_rule_defaults_and_errors():
+    assert parse_experiments_file("experiments: {a: {}}\n").champion == ChampionRule(
+        "ndcg_at_k", 10, 0.10)
+    rule = parse_experiments_file(
+        "experiments: {a: {}}\nchampion: {metric: map_at_k, k: 5, min_lift: 0.2}\n").champion
+    assert rule == ChampionRule("map_at_k", 5, 0.2)
+    for body, words in (("{k: 0}", ["champion.k", ">= 1"]),
+                        ("{metric: rmse}", ["champion.metric", "ndcg_at_k, map_at_k"]),
+                        ("{margin: 1}", ["champion.margin", "unknown key"]),
+                        ("[1]", ["champion rule", "expected a mapping"])):
+        with pytest.raises(ExperimentConfigError) as err:
+            parse_experiments_file(f"experiments: {{a: {{}}}}\nchampion: {body}\n", SOURCE)
+        assert str(err.value).startswith(SOURCE)
+        for word in words:
+            assert word in str(err.value)
+
+
 def test_implicit_alpha_grid_is_kept():
     c = parse_experiments(doc("""
         implicit: {enabled: true, alpha: 40}
@@ -134,10 +167,14 @@ FIELD_ERRORS = [
     ("train ratio 1", "tuning: {train_ratio: 1.0}", ["tuning.train_ratio", "(0, 1)"]),
     ("sample fraction 0", "tuning: {sample_fraction: 0}", ["tuning.sample_fraction"]),
     ("parallelism 0", "tuning: {parallelism: 0}", ["tuning.parallelism", ">= 1"]),
-    ("implicit with tvs", "implicit: {enabled: true}\ntuning: {method: tvs}",
-     ["tuning.method", "holdout"]),
-    ("implicit with cv", "implicit: {enabled: true}\ntuning: {method: cv}",
-     ["tuning.method", "holdout"]),
+    ("implicit tuned on rmse", "implicit: {enabled: true}\ntuning: {metric: rmse}",
+     ["tuning.metric", "preferences, not ratings", "ndcg_at_k"]),
+    ("unknown tuning metric", "tuning: {metric: auc}",
+     ["tuning.metric", "rmse, ndcg_at_k, map_at_k, precision_at_k", "'auc'"]),
+    ("unknown positives", "implicit: {enabled: true, positives: some}",
+     ["implicit.positives", "threshold, all"]),
+    ("unknown confidence", "implicit: {enabled: true, confidence: squared}",
+     ["implicit.confidence", "binary, rating, log"]),
     ("alpha grid on explicit", "tuning: {grid: {alpha: [1, 40]}}",
      ["tuning.grid.alpha", "implicit"]),
     ("negative implicit alpha", "implicit: {enabled: true, alpha: -1}", ["implicit.alpha", ">= 0"]),

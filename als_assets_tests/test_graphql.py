@@ -22,7 +22,7 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from als_assets.assets.reports import leaderboard_markdown, partition_link
-from als_assets.core.experiments import SplitConfig
+from als_assets.core.experiments import ChampionRule, SplitConfig
 from als_assets.core.plots import is_png
 from als_assets.core.reports import leaderboard_frame
 from als_assets.definitions import all_assets, resources
@@ -182,8 +182,9 @@ def test_model_materialization_shows_params_metrics_versions_and_plots(world):
 def test_evaluation_reports_every_metric_as_a_number(world):
     _, explicit, _ = latest(world, "evaluation", "e2e_holdout")
     for metric in ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
-                   "baseline_rmse_global_mean", "baseline_precision_at_k_popular",
-                   "baseline_ndcg_at_k_popular"):
+                   "baseline_rmse_global_mean", "most_popular_precision_at_k",
+                   "most_popular_ndcg_at_k", "random_ndcg_at_k", "ndcg_at_k_all_relevant",
+                   "coverage", "popularity_bias", "popular_overlap"):
         assert explicit[metric]["__typename"] == "FloatMetadataEntry", metric
     assert number(explicit["rmse"]) < number(explicit["baseline_rmse_global_mean"])
     assert is_png(embedded_png(explicit["metrics_vs_baselines"]["mdStr"]))
@@ -293,13 +294,17 @@ def test_config_hash_is_stable_and_sensitive():
 
 def test_leaderboard_links_each_experiment_to_its_partition_page():
     frame = leaderboard_frame([
-        {"experiment": "a b", "run_id": "0123456789abcdef", "ndcg_at_k": 0.1, "rmse": 0.9},
-        {"experiment": "best", "run_id": "fedcba9876543210", "ndcg_at_k": 0.2, "rmse": 0.8},
-    ])
+        {"experiment": "a b", "run_id": "0123456789abcdef", "k": 10,
+         "validation_ndcg_at_k": 0.1, "validation_most_popular_ndcg_at_k": 0.1},
+        {"experiment": "best", "run_id": "fedcba9876543210", "k": 10,
+         "validation_ndcg_at_k": 0.2, "validation_most_popular_ndcg_at_k": 0.1},
+    ], ChampionRule())
     md = leaderboard_markdown(frame)
     assert md.index("[best](/assets/evaluation?view=partitions&partition=best)") < \
         md.index("[a b](/assets/evaluation?view=partitions&partition=a%20b)")
     assert "[01234567](/runs/0123456789abcdef)" in md
     assert partition_link("als_model", "x") == "/assets/als_model?view=partitions&partition=x"
     assert list(frame["experiment"]) == ["best", "a b"]  # the frame keeps plain names
-    assert leaderboard_markdown(leaderboard_frame([])) == "No experiment has been evaluated yet."
+    assert "**★ champion**" in md.splitlines()[2]  # the first row, best on validation
+    assert leaderboard_markdown(leaderboard_frame([], ChampionRule())) == \
+        "No experiment has been evaluated yet."

@@ -12,18 +12,20 @@ from pyspark.ml.recommendation import ALS
 from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import functions as F
 
-from als_assets.core.experiments import AlsParams, ExperimentConfig, GridConfig, TuningConfig
+from als_assets.core.experiments import (
+    AlsParams,
+    ExperimentConfig,
+    GridConfig,
+    ImplicitConfig,
+    TuningConfig,
+)
+from als_assets.core.metrics import ranking_metrics, relevant_items
 from als_assets.core.modeling import (
-    HeldOutRatings,
     Splits,
-    fit_order,
-    fold_pairs,
-    heldout_rmse,
     make_als,
     split_overlap_summary,
     split_ratings,
     to_interactions,
-    tune,
 )
 from als_assets.core.sources import SyntheticSpec, synthetic_ratings
 from als_assets.core.spark import (
@@ -35,6 +37,15 @@ from als_assets.core.spark import (
     uncheckpointed_iterations,
 )
 from als_assets.core.storage import VersionedStore
+from als_assets.core.topk import recommend_for_users
+from als_assets.core.tuning import (
+    AllPointsFailedError,
+    HeldOutRatings,
+    fit_order,
+    fold_pairs,
+    heldout_rmse,
+    tune,
+)
 from als_assets.versions import content_hashes, hashes_add_up
 
 
@@ -150,12 +161,24 @@ def test_costliest_fits_run_first_and_ties_keep_grid_order():
     assert fit_order(points) == [1, 5, 2, 3, 0, 4]
 
 
-def test_interactions_follow_the_threshold(spark):
-    frame = spark.createDataFrame([(1, 1, 3.5, 0), (1, 2, 4.0, 0), (2, 1, 5.0, 0)],
-                                  "user_id int, movie_id int, rating float, timestamp long")
-    got = [r["rating"] for r in to_interactions(frame, 4.0).orderBy("user_id", "movie_id")
+@pytest.mark.parametrize(("positives", "confidence", "expected"), [
+    # The notebook's interactions: a rating >= 4 is 1, anything else 0 (no observation).
+    ("threshold", "binary", [0.0, 1.0, 1.0, 0.0]),
+    ("threshold", "rating", [0.0, 4.0, 5.0, 0.0]),
+    ("threshold", "log", [0.0, math.log1p(4.0), math.log1p(5.0), 0.0]),
+    ("all", "binary", [1.0, 1.0, 1.0, 1.0]),
+    ("all", "rating", [3.5, 4.0, 5.0, 0.5]),
+    ("all", "log", [math.log1p(3.5), math.log1p(4.0), math.log1p(5.0), math.log1p(0.5)]),
+])
+def test_interactions_follow_positives_and_confidence(spark, positives, confidence, expected):
+    frame = spark.createDataFrame(
+        [(1, 1, 3.5, 0), (1, 2, 4.0, 0), (2, 1, 5.0, 0), (2, 2, 0.5, 0)],
+        "user_id int, movie_id int, rating float, timestamp long")
+    implicit = ImplicitConfig(enabled=True, threshold=4.0, positives=positives,
+                              confidence=confidence)
+    got = [r["rating"] for r in to_interactions(frame, implicit).orderBy("user_id", "movie_id")
            .collect()]
-    assert got == [0.0, 1.0, 1.0]
+    assert got == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("method", ["holdout", "tvs", "cv"])
@@ -241,3 +264,52 @@ def test_folds_are_sparks_folds(ratings, method):
     for (train, val), (train_s, val_s) in zip(ours, theirs, strict=True):
         assert rows(val) == rows(val_s) and rows(train) == rows(train_s)
         assert len(rows(train)) + len(rows(val)) == ratings.count()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("method", ["holdout", "tvs", "cv"])
+def test_tuning_on_a_ranking_metric(ratings, method, implicit):
+    parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
+    grid = GridConfig(rank=(2, 4), max_iter=(3,), reg_param=(0.1,))
+    config = replace(ExperimentConfig(name="t", implicit=ImplicitConfig(enabled=implicit)),
+                     tuning=TuningConfig(method=method, grid=grid, num_folds=2, parallelism=2,
+                                         metric="ndcg_at_k"))
+    result = tune(parts.training, parts.validation, config, blocks=2)
+    assert result.metric == "ndcg_at_10" and not result.lower_is_better
+    assert result.best_score == max(g.score for g in result.grid)
+    assert all(0.0 <= g.score <= 1.0 and g.error is None for g in result.grid), result.grid
+    assert result.baseline == "most-popular" and 0.0 < result.baseline_score < 1.0
+    if method == "holdout":
+        # The score is the one the evaluation's own Spark path gives the kept model: its top-10
+        # without training movies, against validation ratings >= 4.
+        model = result.best_model
+        recs = recommend_for_users(model.userFactors, model.itemFactors, 10, parts.training)
+        expected = ranking_metrics(recs, relevant_items(parts.validation, 4.0), 10).ndcg_at_k
+        assert result.best_score == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_failed_grid_point_is_recorded_and_the_search_goes_on(ratings):
+    parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
+    # rank 0 is refused by Spark itself when the fit starts.
+    grid = GridConfig(rank=(0, 3), max_iter=(3,), reg_param=(0.1,))
+    config = replace(ExperimentConfig(name="t"),
+                     tuning=TuningConfig(grid=grid, parallelism=2))
+    result = tune(parts.training, parts.validation, config, blocks=2)
+    assert [g.params.rank for g in result.failed] == [0]
+    assert "rank" in result.failed[0].error and math.isnan(result.failed[0].score)
+    assert result.best.rank == 3 and math.isfinite(result.best_score)
+    assert "failed: " in result.markdown_table()
+
+
+def test_every_point_failing_fails_the_search_naming_each_error(spark):
+    # Ids beyond int32 make every ALS fit fail inside its Spark task.
+    rows = [(3_000_000_000 + u, m, float(1 + (u * m) % 5)) for u in range(8) for m in range(6)]
+    frame = spark.createDataFrame(rows, "user_id long, movie_id int, rating float")
+    config = replace(ExperimentConfig(name="t"), tuning=TuningConfig(
+        grid=GridConfig(rank=(2, 3), max_iter=(2,), reg_param=(0.1,))))
+    with pytest.raises(AllPointsFailedError) as err:
+        tune(frame, frame, config, blocks=1)
+    message = str(err.value)
+    assert message.startswith("every grid point failed (2 of 2): rank=2 ")
+    # Each point's own error, from inside the failed task, names the value that broke it.
+    assert "rank=3" in message and message.count("3000000000") == 2, message

@@ -96,6 +96,18 @@ def test_experiment_on_postgres_publishes_indexed_tables(spark, loaded, tmp_path
         for value in event.materialization.metadata.values():
             assert PASSWORD not in str(value.value)
 
+    # The served table: the champion's lists, exactly the stored recommendations.
+    served = materialize(all_assets, resources=resources, instance=instance,
+                         selection=["experiment_leaderboard", "champion",
+                                    "pg_champion_recommendations"])
+    assert served.success
+    recs = VersionedSparkIOManager(root=root, spark=spark_resource).store.read(
+        ("user_recommendations",), "e2e_holdout", lambda: spark)
+    assert query(loaded, "SELECT DISTINCT experiment FROM als.recommendations") == [
+        ("e2e_holdout",)]
+    assert sorted(query(loaded, "SELECT user_id, movie_id, rank FROM als.recommendations")) \
+        == sorted((r["user_id"], r["movie_id"], r["rank"]) for r in recs.collect())
+
     sim_rows = query(loaded, "SELECT count(*) FROM als.item_similarity WHERE experiment = %s",
                      ("e2e_holdout",))[0][0]
     parquet = VersionedSparkIOManager(root=root, spark=spark_resource).store.read(
@@ -155,6 +167,44 @@ def test_republish_is_atomic_for_readers(spark, loaded):
         stop.set()
         thread.join()
     assert seen <= {1_000, 3_000} and len(seen) >= 1
+
+
+@requires_driver
+def test_served_recommendations_swap_experiments_atomically(spark, loaded):
+    """als.recommendations holds one experiment's lists: a reader sees the old champion's rows or
+    the new one's, all of them, never a mix and never nothing."""
+    spec = TABLES["recommendations"]
+
+    def frame(n_users: int):
+        return spark.range(n_users * 10).select(
+            (F.col("id") / 10).cast("int").alias("user_id"),
+            F.col("id").cast("int").alias("movie_id"), F.lit(1.0).cast("float").alias("score"),
+            (F.col("id") % 10 + 1).cast("int").alias("rank"))
+
+    publish_frame(frame(100), loaded, "als_served", spec, "old", replace_all=True)
+    seen: set[tuple] = set()
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            seen.add(tuple(query(loaded, "SELECT experiment, count(*) FROM "
+                                         "als_served.recommendations GROUP BY experiment "
+                                         "ORDER BY experiment")))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for experiment, n in (("new", 300), ("old", 100), ("new", 300)):
+            publish_frame(frame(n), loaded, "als_served", spec, experiment, replace_all=True)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen <= {(("old", 1_000),), (("new", 3_000),)} and len(seen) >= 1
+    assert query(loaded, "SELECT experiment, count(*) FROM als_served.recommendations "
+                         "GROUP BY experiment") == [("new", 3_000)]
+    # Readers look a user up by the primary key (user_id, rank), with no experiment column.
+    assert query(loaded, "SELECT movie_id FROM als_served.recommendations WHERE user_id = 7 "
+                         "ORDER BY rank LIMIT 3") == [(70,), (71,), (72,)]
 
 
 @requires_driver

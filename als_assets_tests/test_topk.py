@@ -8,11 +8,11 @@ import pytest
 from pyspark.sql import types as T
 
 from als_assets.assets.similarity import neighbours_markdown, showcase_movies
+from als_assets.core.ranking import Catalogue, popular_lists
 from als_assets.core.topk import (
     RECS_SCHEMA,
     SIMILARITY_SCHEMA,
     _top_k_indices,
-    popular_recommendations,
     rank_similar_items,
     recommend_for_users,
     top_k,
@@ -230,7 +230,7 @@ def test_rank_similar_items_hand_built(spark):
 
 
 # ---------------------------------------------------------------------------------------------
-# recommend_for_users / popular_recommendations
+# recommend_for_users / popular_lists
 
 
 def test_recommend_for_users_excludes_seen(spark):
@@ -282,17 +282,24 @@ def popularity_training(spark):
                                  "user_id int, movie_id int, rating float")
 
 
-def rec_lists(frame):
+def rec_lists(lists):
     out: dict[int, list[tuple[int, float]]] = {}
-    for user, movie, score, rank in sorted(tuple(r) for r in frame.collect()):
+    for user, movie, score, rank in zip(lists.user_ids.tolist(), lists.item_ids.tolist(),
+                                        lists.scores.tolist(), lists.ranks.tolist(), strict=True):
         out.setdefault(user, []).append((rank, movie, score))
     return {u: [(m, s) for _, m, s in sorted(v)] for u, v in out.items()}
 
 
-def test_popular_recommendations(spark):
+def seen_pairs(frame):
+    pdf = frame.select("user_id", "movie_id").toPandas()
+    return pdf["user_id"].to_numpy(np.int64), pdf["movie_id"].to_numpy(np.int64)
+
+
+def test_popular_lists(spark):
     training = popularity_training(spark)
-    users = spark.createDataFrame([(1,), (2,), (3,), (4,), (5,), (5,)], "user_id int")
-    got = rec_lists(popular_recommendations(training, users, 3, seen=training))
+    users = np.array([1, 2, 3, 4, 5])
+    catalogue = Catalogue.of(training)
+    got = rec_lists(popular_lists(users, catalogue, 3, seen_pairs(training)))
     assert got == {
         1: [(103, 1.0), (104, 1.0)],
         2: [(102, 2.0), (103, 1.0), (104, 1.0)],
@@ -300,16 +307,15 @@ def test_popular_recommendations(spark):
         4: [(103, 1.0)],
         5: [(100, 4.0), (101, 3.0), (102, 2.0)],
     }
-    unseen = rec_lists(popular_recommendations(training, users, 2))
+    unseen = rec_lists(popular_lists(users, catalogue, 2, None))
     assert unseen == {u: [(100, 4.0), (101, 3.0)] for u in (1, 2, 3, 4, 5)}
 
 
-def test_popular_recommendations_tie_at_k_prefers_lowest_movie_id(spark):
+def test_popular_lists_tie_at_k_prefer_lowest_movie_id(spark):
     # counts: movies 1..4 have one rating, movie 5 two: k = 3 must give 5, 1, 2.
     rows = [(9, m) for m in range(1, 6)] + [(8, 5)]
     training = spark.createDataFrame(rows, "user_id int, movie_id int")
-    users = spark.createDataFrame([(1,)], "user_id int")
-    assert rec_lists(popular_recommendations(training, users, 3)) == {
+    assert rec_lists(popular_lists(np.array([1]), Catalogue.of(training), 3, None)) == {
         1: [(5, 2.0), (1, 1.0), (2, 1.0)]}
 
 

@@ -474,7 +474,7 @@ def test_materialize_an_experiment_from_the_ui_and_judge_the_model(dagster, page
 
     open_page(page, dagster, f"/assets/evaluation?view=partitions&partition={PARTITION}")
     for label in ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
-                  "baseline_rmse_global_mean", "baseline_ndcg_at_k_popular"):
+                  "baseline_rmse_global_mean", "most_popular_ndcg_at_k"):
         page.get_by_text(label, exact=True).first.wait_for()
     shot(page, "08_evaluation_metrics")
     show_plot(page, "metrics_vs_baselines", "test metrics vs baselines",

@@ -57,10 +57,11 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     from als_assets.core.cold_start import cold_start_report
     from als_assets.core.evaluation import evaluate_model
     from als_assets.core.experiments import load_experiments
-    from als_assets.core.modeling import fit_als, split_ratings, tune
+    from als_assets.core.modeling import fit_als, split_ratings
     from als_assets.core.reports import pick_sample_user, sample_user_view
     from als_assets.core.spark import SparkSettings, als_blocks, build_spark_session
     from als_assets.core.storage import VersionedStore
+    from als_assets.core.tuning import tune
     from als_assets.resources import RatingsSource
     from als_assets.versions import content_hashes, hashes_add_up
 
@@ -136,10 +137,11 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
         itf.count()
         uf = keep("user_factors", uf)
         itf = keep("item_factors", itf)
+    from als_assets.core.ranking import rated_outside
     from als_assets.core.topk import SIMILARITY_SCHEMA, recommend_for_users, similar_items
 
     with stage("user_recommendations"):
-        seen = training if config.ranking.exclude_seen else None
+        seen = rated_outside(training, validation) if config.ranking.exclude_seen else None
         recs = recommend_for_users(uf, itf, config.ranking.k, seen).persist()
         recs.count()
         uf.count()
@@ -153,7 +155,7 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
         neighbours_markdown(neighbours, movies, showcase_movies(neighbours, counts))
         keep("item_similarity", table)
     with stage("evaluation"):
-        keep("evaluation", evaluate_model(model, training, test, recs, config))
+        keep("evaluation", evaluate_model(model, training, validation, test, recs, config))
     with stage("cold_start_report"):
         keep("cold_start_report", cold_start_report(model, training, test,
                                                     explicit=not config.implicit.enabled))

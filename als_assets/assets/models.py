@@ -90,7 +90,8 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
     params = tuned_params.best
     model, value, seconds, reused, blocks = _final_model(context, spark, training, config,
                                                          tuned_params)
-    comparison = compare_with_baseline(model, training, validation, config)
+    validation_report = compare_with_baseline(model, training, validation, config)
+    comparison = validation_report.comparison
     # The check runs unless the selection left it out (`<asset>.without_checks()`).
     if MODEL_BEATS_BASELINE.key in context.selected_asset_check_keys:
         yield from gate([AssetCheckResult(
@@ -124,13 +125,18 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
         "training_rows": training.count(),
         f"validation_{comparison.metric}": comparison.model_value,
         f"baseline_validation_{comparison.metric}": comparison.baseline_value,
+        # The ranking metrics the champion is chosen by, beside the baselines' on the same
+        # users (evaluation's K, relevance and seen-exclusion).
+        **validation_report.metadata(),
+        "k": config.ranking.k,
         "tuning_method": tuned_params.method,
+        "tuning_metric": tuned_params.metric,
         f"tuning_best_{tuned_params.metric}": tuned_params.best_score,
         "spark_version": spark.session.version,
         "als_blocks": blocks,
         "config_hash": config_hash(config),
         "config": MetadataValue.md(config_markdown(config)),
         "tuning_heatmap": tuning_heatmap_md(context, tuned_params),
-        "validation_vs_baseline": validation_chart_md(context, comparison),
+        "validation_vs_baseline": validation_chart_md(context, validation_report),
         "training_ratings": rating_histogram_md(context, training, config),
     })

@@ -6,6 +6,7 @@ from dagster import (
     Backoff,
     Failure,
     MaterializeResult,
+    MetadataValue,
     RetryPolicy,
     asset,
 )
@@ -15,19 +16,22 @@ from ..core.pg import PgConnectionError
 from ..core.publish import TABLES, publish_frame
 from ..partitions import experiment_partitions
 from ..resources import PostgresResource, SparkResource
+from .reports import partition_link
 
 # Retries help when the database is restarting or briefly unreachable; a refused login does not
 # get better by retrying, so it raises Failure(allow_retries=False) instead.
 PUBLISH_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
 PUBLISH_TAGS = {"scope": "publish"}
+SERVING_TAGS = {"scope": "serving"}
 
 
 def publish(context: AssetExecutionContext, postgres: PostgresResource, frame: DataFrame,
-            table: str) -> MaterializeResult:
+            table: str, experiment: str | None = None, replace_all: bool = False,
+            **metadata) -> MaterializeResult:
     spec = TABLES[table]
     try:
         result = publish_frame(frame, postgres.settings, postgres.schema, spec,
-                               context.partition_key)
+                               experiment or context.partition_key, replace_all=replace_all)
     except PgConnectionError as exc:
         text = str(exc)
         if "authentication" in text or "password" in text or "role" in text:
@@ -40,6 +44,7 @@ def publish(context: AssetExecutionContext, postgres: PostgresResource, frame: D
         "publish_seconds": result.seconds,
         "primary_key": key_list,
         "database": postgres.settings.dsn_for_display(),
+        **metadata,
     })
 
 
@@ -86,3 +91,30 @@ def pg_metrics(context: AssetExecutionContext, postgres: PostgresResource, spark
     rows += [("k", float(evaluation.k)), ("users_evaluated", float(evaluation.users_evaluated))]
     frame = spark.session.createDataFrame(rows, "metric string, value double")
     return publish(context, postgres, frame, "metrics")
+
+
+@asset(
+    group_name="publish",
+    kinds={"postgres"},
+    # Not `scope=publish`: that tag selects the per-experiment tables of one partition's run.
+    tags=SERVING_TAGS,
+    retry_policy=PUBLISH_RETRY,
+    # Lineage: the served rows come from one experiment's user_recommendations, which one the
+    # champion says (its metadata and this asset's `experiment` name it).
+    deps=["user_recommendations"],
+    required_resource_keys={"postgres", "io_manager"},
+    description="The champion's top-K lists in PostgreSQL (als.recommendations, keyed (user_id, "
+    "rank)): every row replaced in one transaction, the experiment recorded on each row.",
+)
+def pg_champion_recommendations(context: AssetExecutionContext, champion):
+    experiment = champion.experiment
+    io_manager = context.resources.io_manager
+    stored = io_manager.store.current(("user_recommendations",), experiment)
+    frame = io_manager.store.read(("user_recommendations",), experiment,
+                                  lambda: io_manager.spark.session)
+    return publish(context, context.resources.postgres, frame, "recommendations",
+                   experiment=experiment, replace_all=True,
+                   experiment_served=experiment,
+                   recommendations_version=stored.path if stored else "unknown",
+                   experiment_page=MetadataValue.url(
+                       partition_link("user_recommendations", experiment)))

@@ -3,11 +3,12 @@
 
 from dagster import AssetExecutionContext, Output, asset
 
+from ..core.ranking import rated_outside
 from ..core.topk import recommend_for_users
 from ..partitions import experiment_config, experiment_partitions
 from ..versions import OWNERS, config_data_version, experiment_tags
 
-RECOMMENDATIONS_CODE_VERSION = "user_recommendations-1"
+RECOMMENDATIONS_CODE_VERSION = "user_recommendations-2"
 
 
 @asset(
@@ -18,14 +19,16 @@ RECOMMENDATIONS_CODE_VERSION = "user_recommendations-1"
     kinds={"spark", "parquet"},
     code_version=RECOMMENDATIONS_CODE_VERSION,
     description="Top-K movies per user (user_id, movie_id, score, rank), "
-    "without movies the user rated in training.",
+    "without movies the user rated in training or validation.",
 )
-def user_recommendations(context: AssetExecutionContext, user_factors, item_factors, training):
+def user_recommendations(context: AssetExecutionContext, user_factors, item_factors, training,
+                         validation):
     config = experiment_config(context).ranking
-    seen = training if config.exclude_seen else None
+    # Everything the user rated outside test: the lists the test split judges.
+    seen = rated_outside(training, validation) if config.exclude_seen else None
     table = recommend_for_users(user_factors, item_factors, config.k, seen).persist()
     version = config_data_version(context, RECOMMENDATIONS_CODE_VERSION,
-                                  ["user_factors", "item_factors", "training"],
+                                  ["user_factors", "item_factors", "training", "validation"],
                                   {"ranking": config})
     return Output(table, data_version=version, metadata={
         "rows": table.count(),

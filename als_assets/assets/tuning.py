@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
-from ..core.modeling import TuningResult, tune
+from ..core.tuning import TuningResult, tune
 from ..partitions import experiment_config, experiment_partitions
 from ..plots import tuning_heatmap_md
 from ..resources import SparkResource
@@ -23,8 +23,8 @@ def tuning_data_version(result: TuningResult, tuning_config: str) -> DataVersion
         "method": result.method,
         "metric": result.metric,
         "best": result.best.label(),
-        "grid": [[g.params.label(), round(g.score, 4) if g.score == g.score else None]
-                 for g in result.grid],
+        "grid": [[g.params.label(), round(g.score, 4) if g.score == g.score else None,
+                  g.error] for g in result.grid],
     }))
 
 
@@ -47,14 +47,21 @@ def tuned_params(context: AssetExecutionContext, spark: SparkResource, training,
     if result.best_model is not None:
         result = replace(result, best_model_key=fit_key(context, config))
     best = result.best
-    # The implicit and ranking settings decide how implicit grids are fitted and scored.
+    # The implicit and ranking settings decide how grids are fitted and scored.
     tuning_config = config_hash(config.tuning, config.implicit,
-                                config.ranking if config.implicit.enabled else None)
+                                config.ranking if config.metric != "rmse" else None)
+    for failed in result.failed:
+        context.log.warning(f"grid point {failed.params.label()} failed: {failed.error}")
     return Output(result, data_version=tuning_data_version(result, tuning_config), metadata={
         "experiment": context.partition_key,
         "method": result.method,
         "metric": result.metric,
+        "optimised": ("lower" if result.lower_is_better else "higher") + " is better",
         "best_score": result.best_score,
+        # The same metric of a model-free baseline on the same held-out rows.
+        "baseline": result.baseline,
+        "baseline_score": result.baseline_score,
+        "failed_points": len(result.failed),
         "best_rank": best.rank,
         "best_max_iter": best.max_iter,
         "best_reg_param": best.reg_param,

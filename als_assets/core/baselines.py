@@ -1,4 +1,5 @@
-"""Does the model beat a model-free baseline on validation?"""
+"""Does the model beat a model-free baseline on validation? And its validation ranking scores,
+beside most-popular's and random's on the same users: what the champion is chosen by."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .experiments import ExperimentConfig
-from .metrics import ranking_metrics, relevant_items
-from .topk import popular_recommendations, recommend_for_users
+from .ranking import Catalogue, HeldOut, ListScores, judge_model
 
 
 @dataclass(frozen=True)
@@ -36,24 +36,47 @@ class BaselineComparison:
                 f"baseline's {self.baseline_value:.4f} on validation")
 
 
+@dataclass(frozen=True)
+class ValidationReport:
+    """The model on validation: the check's comparison, and the top-K lists of the model and
+    of the baselines judged with the evaluation's K, relevance and seen-exclusion."""
+
+    k: int
+    comparison: BaselineComparison
+    lists: tuple[ListScores, ...]  # model, most_popular, random
+
+    def scores(self, name: str) -> ListScores:
+        return next(s for s in self.lists if s.name == name)
+
+    def metadata(self) -> dict[str, float]:
+        """validation_<metric>_at_k for the model, validation_most_popular_... and
+        validation_random_... for the baselines (relevance threshold protocol)."""
+        out = {}
+        for s in self.lists:
+            prefix = "validation_" if s.name == "model" else f"validation_{s.name}_"
+            for metric in ("ndcg_at_k", "precision_at_k", "map_at_k", "recall_at_k"):
+                out[prefix + metric] = s.relevant.value(metric)
+        return out
+
+
 def compare_with_baseline(model: ALSModel, training: DataFrame, validation: DataFrame,
-                          config: ExperimentConfig) -> BaselineComparison:
+                          config: ExperimentConfig) -> ValidationReport:
     """Explicit: RMSE against predicting the training mean, on the rows the model can score.
-    Implicit: NDCG@K against recommending the most popular unseen movies."""
+    Implicit: NDCG@K against recommending the most popular unseen movies. Both: the ranking
+    metrics of the model and of both baselines on validation."""
+    rk = config.ranking
+    held = HeldOut.collect(training, validation, rk.k, rk.relevance_threshold, rk.exclude_seen)
+    lists = judge_model(model, held, Catalogue.of(training))
     if config.implicit.enabled:
-        k = config.ranking.k
-        relevant = relevant_items(validation, config.implicit.threshold)
-        seen = training if config.ranking.exclude_seen else None
-        model_recs = recommend_for_users(model.userFactors, model.itemFactors, k, seen)
-        liked = training.filter(F.col("rating") >= config.implicit.threshold)
-        pop_recs = popular_recommendations(liked, training, k, seen)
-        return BaselineComparison(
-            metric=f"ndcg_at_{k}",
-            model_value=ranking_metrics(model_recs, relevant, k).ndcg_at_k,
-            baseline_value=ranking_metrics(pop_recs, relevant, k).ndcg_at_k,
+        model_scores, popular = lists[0], lists[1]
+        comparison = BaselineComparison(
+            metric=f"ndcg_at_{rk.k}",
+            model_value=model_scores.relevant.ndcg_at_k,
+            baseline_value=popular.relevant.ndcg_at_k,
             baseline="most-popular",
             lower_is_better=False,
         )
+        return ValidationReport(rk.k, comparison, lists)
     mu = float(training.agg(F.avg("rating")).first()[0])
     preds = model.copy({model.coldStartStrategy: "drop"}).transform(validation)
     row = preds.agg(
@@ -61,10 +84,11 @@ def compare_with_baseline(model: ALSModel, training: DataFrame, validation: Data
         F.sqrt(F.avg((F.lit(mu) - F.col("rating")) ** 2)).alias("baseline"),
     ).first()
     nan = math.nan
-    return BaselineComparison(
+    comparison = BaselineComparison(
         metric="rmse",
         model_value=float(row["model"]) if row["model"] is not None else nan,
         baseline_value=float(row["baseline"]) if row["baseline"] is not None else nan,
         baseline="global-mean",
         lower_is_better=True,
     )
+    return ValidationReport(rk.k, comparison, lists)

@@ -1,4 +1,4 @@
-"""The final, once-only evaluation of a model on the test split."""
+"""The final, once-only evaluation of a model on the test split, beside model-free baselines."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .experiments import ExperimentConfig
-from .metrics import ranking_metrics, regression_metrics, relevant_items
-from .topk import popular_recommendations
+from .metrics import RANKING_METRICS, regression_metrics
+from .ranking import Catalogue, HeldOut, ListScores, judge, rated_outside
+from .topk import TopK
+
+LIST_FIELDS = ("coverage", "popularity_bias", "popular_overlap")
 
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """Test metrics of the model and of model-free baselines, for one experiment."""
+    """Test metrics of the model's recommendations and of the most-popular and random-ranking
+    baselines for the same users, under both relevance protocols; RMSE/MAE (explicit only)."""
 
     k: int
     relevance_threshold: float
@@ -24,40 +28,80 @@ class EvaluationReport:
     rmse: float | None
     mae: float | None
     rows_scored: int | None
-    precision_at_k: float
-    recall_at_k: float
-    ndcg_at_k: float
-    map_at_k: float
-    users_evaluated: int
     baseline_rmse_global_mean: float | None
-    baseline_precision_at_k_popular: float
-    baseline_ndcg_at_k_popular: float
+    lists: tuple[ListScores, ...]  # model, most_popular, random
+    catalogue_size: int
+    warnings: tuple[str, ...] = ()
+
+    def scores(self, name: str = "model") -> ListScores:
+        return next(s for s in self.lists if s.name == name)
+
+    @property
+    def precision_at_k(self) -> float:
+        return self.scores().relevant.precision_at_k
+
+    @property
+    def recall_at_k(self) -> float:
+        return self.scores().relevant.recall_at_k
+
+    @property
+    def ndcg_at_k(self) -> float:
+        return self.scores().relevant.ndcg_at_k
+
+    @property
+    def map_at_k(self) -> float:
+        return self.scores().relevant.map_at_k
+
+    @property
+    def users_evaluated(self) -> int:
+        return self.scores().relevant.users_evaluated
 
     def metrics(self) -> dict[str, float]:
-        """Every metric, by its metadata name; RMSE/MAE only for explicit models."""
-        out = {
-            "precision_at_k": self.precision_at_k,
-            "recall_at_k": self.recall_at_k,
-            "ndcg_at_k": self.ndcg_at_k,
-            "map_at_k": self.map_at_k,
-        }
+        """The model's metrics by metadata name: ranking metrics with ratings >= the threshold
+        relevant, the same with every test rating relevant (`_all_relevant`), and RMSE/MAE for
+        explicit models."""
+        model = self.scores()
+        out = {m: model.relevant.value(m) for m in RANKING_METRICS}
+        out.update({f"{m}_all_relevant": model.all_relevant.value(m) for m in RANKING_METRICS})
         if not self.implicit:
             out = {"rmse": self.rmse, "mae": self.mae, **out}
+        return out
+
+    def list_fields(self) -> dict[str, float]:
+        """Coverage, popularity bias and overlap with most-popular of every list, and the
+        baselines' ranking metrics (`most_popular_ndcg_at_k`, `random_ndcg_at_k`, ...)."""
+        out: dict[str, float] = {}
+        for s in self.lists:
+            prefix = "" if s.name == "model" else f"{s.name}_"
+            if s.name != "model":
+                out.update({f"{prefix}{m}": s.relevant.value(m) for m in RANKING_METRICS})
+                out.update({f"{prefix}{m}_all_relevant": s.all_relevant.value(m)
+                            for m in RANKING_METRICS})
+            out.update({f"{prefix}{f}": getattr(s, f) for f in LIST_FIELDS})
         return out
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def evaluate_model(model: ALSModel, training: DataFrame, test: DataFrame,
+def k_warnings(k: int, catalogue_size: int) -> tuple[str, ...]:
+    if k > catalogue_size:
+        return (f"ranking.k = {k} is larger than the catalogue ({catalogue_size} movies in "
+                f"training): every list holds at most {catalogue_size} movies, and precision@K "
+                "cannot reach 1",)
+    return ()
+
+
+def evaluate_model(model: ALSModel, training: DataFrame, validation: DataFrame, test: DataFrame,
                    recommendations: DataFrame, config: ExperimentConfig) -> EvaluationReport:
-    """RMSE/MAE with the 'drop' strategy (explicit only) and ranking metrics at K against test
-    items rated at or above the relevance threshold, beside the same metrics of baselines."""
-    k, threshold = config.ranking.k, config.ranking.relevance_threshold
-    relevant = relevant_items(test, threshold).persist()
-    ranking = ranking_metrics(recommendations, relevant, k)
-    seen = training if config.ranking.exclude_seen else None
-    popular = ranking_metrics(popular_recommendations(training, training, k, seen), relevant, k)
+    """RMSE/MAE with the 'drop' strategy (explicit only), and the ranking metrics at K of the
+    served recommendations and of both baselines for the same users against the test ratings;
+    with `exclude_seen`, every list leaves out the movies rated in training and validation."""
+    rk = config.ranking
+    held = HeldOut.collect(rated_outside(training, validation), test, rk.k,
+                           rk.relevance_threshold, rk.exclude_seen)
+    catalogue = Catalogue.of(training)
+    lists = judge(TopK.from_spark(recommendations), held, catalogue)
     rmse = mae = rows = baseline_rmse = None
     if not config.implicit.enabled:
         reg = regression_metrics(model.copy({model.coldStartStrategy: "drop"}).transform(test))
@@ -65,20 +109,15 @@ def evaluate_model(model: ALSModel, training: DataFrame, test: DataFrame,
         mu = float(training.agg(F.avg("rating")).first()[0])
         baseline_rmse = math.sqrt(
             test.agg(F.avg((F.col("rating") - F.lit(mu)) ** 2)).first()[0] or math.nan)
-    relevant.unpersist()
     return EvaluationReport(
-        k=k,
-        relevance_threshold=threshold,
+        k=rk.k,
+        relevance_threshold=rk.relevance_threshold,
         implicit=config.implicit.enabled,
         rmse=rmse,
         mae=mae,
         rows_scored=rows,
-        precision_at_k=ranking.precision_at_k,
-        recall_at_k=ranking.recall_at_k,
-        ndcg_at_k=ranking.ndcg_at_k,
-        map_at_k=ranking.map_at_k,
-        users_evaluated=ranking.users_evaluated,
         baseline_rmse_global_mean=baseline_rmse,
-        baseline_precision_at_k_popular=popular.precision_at_k,
-        baseline_ndcg_at_k_popular=popular.ndcg_at_k,
+        lists=lists,
+        catalogue_size=catalogue.size,
+        warnings=k_warnings(rk.k, catalogue.size),
     )

@@ -16,6 +16,13 @@ from typing import Any
 import yaml
 
 TUNING_METHODS = ("holdout", "tvs", "cv")
+# What a grid search optimises: RMSE of predicted ratings, or a ranking metric at K of the top-K
+# lists on the held-out part, with the evaluation's relevance and seen-exclusion.
+RANKING_TUNING_METRICS = ("ndcg_at_k", "map_at_k", "precision_at_k")
+TUNING_METRICS = ("rmse", *RANKING_TUNING_METRICS)
+# Which ratings are implicit interactions, and how much confidence each one carries.
+IMPLICIT_POSITIVES = ("threshold", "all")
+IMPLICIT_CONFIDENCE = ("binary", "rating", "log")
 COLD_START_STRATEGIES = ("drop", "nan")
 # Where an experiment's chain may end early: a tuning study needs no final model.
 STOP_AFTER = ("tuned_params",)
@@ -77,15 +84,27 @@ class TuningConfig:
     sample_fraction: float = 1.0
     parallelism: int = 1
     seed: int = 42
+    # None: rmse for explicit experiments, ndcg_at_k for implicit ones (ExperimentConfig.metric).
+    metric: str | None = None
 
 
 @dataclass(frozen=True)
 class ImplicitConfig:
-    """Implicit-feedback ALS: an interaction is a rating >= threshold, confidence 1 + alpha*r."""
+    """Implicit-feedback ALS: which ratings are interactions, and their confidence.
+
+    Spark's implicit ALS reads a row's value r as preference p = [r > 0] with confidence
+    c = 1 + alpha * r, and treats every absent pair as p = 0 with confidence 1.
+    positives: `threshold` keeps ratings >= threshold (a low rating is then no interaction at
+    all), `all` keeps every rating (rating a movie is the signal, whatever the stars).
+    confidence: `binary` r = 1 (c = 1 + alpha), `rating` r = the stars (c = 1 + alpha * stars),
+    `log` r = log(1 + stars) (Hu, Koren and Volinsky's damped confidence).
+    """
 
     enabled: bool = False
     alpha: float = 40.0
     threshold: float = 4.0
+    positives: str = "threshold"
+    confidence: str = "binary"
 
 
 @dataclass(frozen=True)
@@ -123,8 +142,34 @@ class ExperimentConfig:
     # skipped in the run (not failed), so a tuning study costs only its fits.
     stop_after: str | None = None
 
+    @property
+    def metric(self) -> str:
+        """What tuning optimises: the configured metric, else rmse (explicit) or ndcg_at_k
+        (implicit: its predictions are preferences, not ratings)."""
+        if self.tuning.metric is not None:
+            return self.tuning.metric
+        return "ndcg_at_k" if self.implicit.enabled else "rmse"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChampionRule:
+    """How the experiment to serve is chosen: the best validation `metric` at `k` among the
+    experiments whose validation score beats most-popular's on the same users by at least
+    `min_lift` (0.10: 10% better). Validation, never test: choosing by test would make the test
+    figures of the chosen model optimistic."""
+
+    metric: str = "ndcg_at_k"
+    k: int = 10
+    min_lift: float = 0.10
+
+
+@dataclass(frozen=True)
+class ExperimentsFile:
+    experiments: dict[str, ExperimentConfig]
+    champion: ChampionRule
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,7 +183,8 @@ class _Ctx:
         self.source, self.experiment, self.path = source, experiment, path
 
     def sub(self, key: str) -> _Ctx:
-        return _Ctx(self.source, self.experiment, f"{self.path}.{key}" if self.path else key)
+        return type(self)(self.source, self.experiment,
+                          f"{self.path}.{key}" if self.path else key)
 
     def fail(self, message: str) -> ExperimentConfigError:
         where = f"{self.source}: experiment '{self.experiment}'"
@@ -236,6 +282,10 @@ def _parse_tuning(raw: Any, ctx: _Ctx) -> TuningConfig:
         _check(out["parallelism"] >= 1, c, "must be >= 1")
     if "seed" in data:
         out["seed"] = _number(data["seed"], ctx.sub("seed"), int)
+    if "metric" in data:
+        _check(data["metric"] in TUNING_METRICS, ctx.sub("metric"),
+               f"must be one of {', '.join(TUNING_METRICS)}, got {data['metric']!r}")
+        out["metric"] = data["metric"]
     return TuningConfig(**out)
 
 
@@ -275,6 +325,11 @@ def _parse_experiment(name: str, raw: Any, source: str) -> ExperimentConfig:
         _check(imp_out["alpha"] >= 0, c, "must be >= 0")
     if "threshold" in imp:
         imp_out["threshold"] = _number(imp["threshold"], ctx.sub("implicit.threshold"), float)
+    for key, allowed in (("positives", IMPLICIT_POSITIVES), ("confidence", IMPLICIT_CONFIDENCE)):
+        if key in imp:
+            _check(imp[key] in allowed, ctx.sub(f"implicit.{key}"),
+                   f"must be one of {', '.join(allowed)}, got {imp[key]!r}")
+            imp_out[key] = imp[key]
     out["implicit"] = ImplicitConfig(**imp_out)
 
     if "cold_start_strategy" in data:
@@ -328,10 +383,10 @@ def _parse_experiment(name: str, raw: Any, source: str) -> ExperimentConfig:
         config = _replace_tuning_grid(config, GridConfig(
             rank=grid.rank, max_iter=grid.max_iter, reg_param=grid.reg_param,
             alpha=(config.implicit.alpha,)))
-    if config.implicit.enabled and config.tuning.method != "holdout":
-        raise ctx.sub("tuning.method").fail(
-            "implicit experiments tune with 'holdout' (scored by NDCG@K on validation): Spark's "
-            "tvs/cv would score RMSE on 0/1 preferences, which implicit ALS does not minimise")
+    if config.implicit.enabled and config.metric == "rmse":
+        raise ctx.sub("tuning.metric").fail(
+            "implicit ALS predicts preferences, not ratings: tune it on a ranking metric "
+            f"({', '.join(RANKING_TUNING_METRICS)})")
     if not config.implicit.enabled and len(config.tuning.grid.alpha) > 1:
         raise ctx.sub("tuning.grid.alpha").fail("alpha only applies to implicit experiments")
     return config
@@ -362,15 +417,52 @@ _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _parse_champion(raw: Any, source: str) -> ChampionRule:
+    data = _section(raw, _champion_ctx(source), ChampionRule)
+    out: dict[str, Any] = {}
+    if "metric" in data:
+        _check(data["metric"] in RANKING_TUNING_METRICS, _champion_ctx(source, "metric"),
+               f"must be one of {', '.join(RANKING_TUNING_METRICS)}, got {data['metric']!r}")
+        out["metric"] = data["metric"]
+    if "k" in data:
+        c = _champion_ctx(source, "k")
+        out["k"] = _number(data["k"], c, int)
+        _check(out["k"] >= 1, c, "must be >= 1")
+    if "min_lift" in data:
+        c = _champion_ctx(source, "min_lift")
+        out["min_lift"] = _number(data["min_lift"], c, float)
+        _check(out["min_lift"] > -1, c, "must be > -1 (a lift of -1 is a score of 0)")
+    return ChampionRule(**out)
+
+
+class _ChampionCtx(_Ctx):
+    """Errors in the `champion:` section name the section and the field."""
+
+    def fail(self, message: str) -> ExperimentConfigError:
+        where = f"{self.source}: champion rule"
+        if self.path:
+            where += f", field 'champion.{self.path}'"
+        return ExperimentConfigError(f"{where}: {message}")
+
+
+def _champion_ctx(source: str, key: str = "") -> _ChampionCtx:
+    return _ChampionCtx(source, "", key)
+
+
 def parse_experiments(text: str, source: str = "<string>") -> dict[str, ExperimentConfig]:
     """Parse and validate a YAML document with a top-level `experiments:` mapping."""
+    return parse_experiments_file(text, source).experiments
+
+
+def parse_experiments_file(text: str, source: str = "<string>") -> ExperimentsFile:
+    """Parse and validate a YAML document: `experiments:` and an optional `champion:` rule."""
     try:
         doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ExperimentConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(doc, Mapping) or "experiments" not in doc:
         raise ExperimentConfigError(f"{source}: expected a top-level 'experiments:' mapping")
-    unknown = set(doc) - {"experiments"}
+    unknown = set(doc) - {"experiments", "champion"}
     if unknown:
         raise ExperimentConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
     raw = doc["experiments"]
@@ -382,14 +474,19 @@ def parse_experiments(text: str, source: str = "<string>") -> dict[str, Experime
             raise ExperimentConfigError(
                 f"{source}: experiment name {name!r} must be letters, digits, '_' or '-'")
         configs[name] = _parse_experiment(name, body, source)
-    return configs
+    return ExperimentsFile(configs, _parse_champion(doc.get("champion"), source))
 
 
-def load_experiments(path: str | Path) -> dict[str, ExperimentConfig]:
+def load_experiments_file(path: str | Path) -> ExperimentsFile:
     """Read and validate an experiments YAML file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ExperimentConfigError(f"cannot read experiments file {path}: {exc.strerror}") from None
-    return parse_experiments(text, str(path))
+    return parse_experiments_file(text, str(path))
+
+
+def load_experiments(path: str | Path) -> dict[str, ExperimentConfig]:
+    """Read and validate an experiments YAML file's experiments."""
+    return load_experiments_file(path).experiments

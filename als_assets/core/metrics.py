@@ -45,6 +45,9 @@ def relevant_items(ratings: DataFrame, threshold: float) -> DataFrame:
     return ratings.filter(F.col("rating") >= threshold).select("user_id", "movie_id").distinct()
 
 
+RANKING_METRICS = ("ndcg_at_k", "map_at_k", "precision_at_k", "recall_at_k")
+
+
 @dataclass(frozen=True)
 class RankingMetrics:
     """Means over users that have both recommendations and at least one relevant item."""
@@ -55,6 +58,13 @@ class RankingMetrics:
     ndcg_at_k: float
     map_at_k: float
     users_evaluated: int
+
+    def value(self, metric: str) -> float:
+        """A metric by its config name (`ndcg_at_k`, `map_at_k`, `precision_at_k`,
+        `recall_at_k`)."""
+        if metric not in RANKING_METRICS:
+            raise ValueError(f"unknown ranking metric {metric!r}; one of {RANKING_METRICS}")
+        return getattr(self, metric)
 
 
 def ranking_metrics(recommendations: DataFrame, relevant: DataFrame, k: int) -> RankingMetrics:
@@ -75,25 +85,42 @@ def ranking_metrics(recommendations: DataFrame, relevant: DataFrame, k: int) -> 
     """
     recs = (recommendations.filter(F.col("rank") <= k)
             .select("user_id", "movie_id", "rank").toPandas())
-    rel = relevant.select("user_id", "movie_id").toPandas().drop_duplicates()
-    n_rel = rel.groupby("user_id").size()
-    recs = recs[recs["user_id"].isin(n_rel.index)]
-    if recs.empty:
+    rel = relevant.select("user_id", "movie_id").toPandas()
+    return ranking_metrics_arrays(
+        recs["user_id"].to_numpy(np.int64), recs["movie_id"].to_numpy(np.int64),
+        recs["rank"].to_numpy(np.int64), rel["user_id"].to_numpy(np.int64),
+        rel["movie_id"].to_numpy(np.int64), k)
+
+
+def pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(user, movie) pairs as one int64 key each: ids are int32."""
+    return (np.asarray(users, np.int64) << 32) | (np.asarray(items, np.int64) & 0xFFFFFFFF)
+
+
+def ranking_metrics_arrays(rec_users: np.ndarray, rec_items: np.ndarray, rec_ranks: np.ndarray,
+                           rel_users: np.ndarray, rel_items: np.ndarray, k: int
+                           ) -> RankingMetrics:
+    """`ranking_metrics` on driver-side arrays: the top-K lists as (user, movie, 1-based rank)
+    rows and the relevant (user, movie) pairs (duplicates ignored). Tuning scores every grid
+    point's lists this way, without a round trip through Spark."""
+    rel_keys = np.unique(pair_keys(rel_users, rel_items))
+    rel_user_ids, n_rel = np.unique(rel_keys >> 32, return_counts=True)
+    keep = (np.asarray(rec_ranks) <= k) & np.isin(rec_users, rel_user_ids)
+    if not keep.any():
         return RankingMetrics(k, math.nan, math.nan, math.nan, math.nan, 0)
-    recs = recs.sort_values(["user_id", "rank"], kind="stable")
-    users = recs["user_id"].to_numpy(np.int64)
-    # (user, movie) pairs as one int64 key each: ids are int32.
-    rec_keys = (users << 32) | recs["movie_id"].to_numpy(np.int64)
-    rel_keys = (rel["user_id"].to_numpy(np.int64) << 32) | rel["movie_id"].to_numpy(np.int64)
-    hit = np.isin(rec_keys, rel_keys).astype(np.float64)
-    rank = recs["rank"].to_numpy(np.float64)
+    users = np.asarray(rec_users, np.int64)[keep]
+    items = np.asarray(rec_items, np.int64)[keep]
+    rank = np.asarray(rec_ranks, np.int64)[keep]
+    order = np.lexsort((rank, users))
+    users, items, rank = users[order], items[order], rank[order].astype(np.float64)
+    hit = np.isin(pair_keys(users, items), rel_keys).astype(np.float64)
     frame = pd.DataFrame({"user_id": users, "hit": hit, "rank": rank})
     frame["cum_hits"] = frame.groupby("user_id")["hit"].cumsum()
     frame["gain"] = hit / np.log2(rank + 1)
     frame["ap_term"] = hit * frame["cum_hits"] / rank
     per_user = frame.groupby("user_id").agg(hits=("hit", "sum"), dcg=("gain", "sum"),
                                             ap_sum=("ap_term", "sum"))
-    r = n_rel.loc[per_user.index].to_numpy(np.float64)
+    r = n_rel[np.searchsorted(rel_user_ids, per_user.index.to_numpy())].astype(np.float64)
     cutoff = np.minimum(r, k).astype(np.int64)
     # IDCG of m relevant items in the top K: the first m discounts, summed.
     ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])[cutoff]

@@ -78,6 +78,8 @@ def _fmt(value: float) -> str:
 class HeatmapPanel:
     label: str  # which values of the extra dimensions it shows, e.g. "maxIter=10"
     scores: np.ndarray  # shape (len(ranks), len(reg_params)); NaN where the grid has no point
+    # True where every point of the cell failed to fit (drawn as a cross, not left blank).
+    failed: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -132,21 +134,28 @@ def heatmap_data(points: Sequence[Mapping[str, float]], lower_is_better: bool = 
             out[i, j] = score if np.isnan(out[i, j]) else better(out[i, j], score)
         return out
 
+    def panel(label: str, selected) -> HeatmapPanel:
+        scores = matrix(selected)
+        failed = np.zeros(scores.shape, dtype=bool)
+        for p in selected:
+            if p.get("failed"):
+                failed[row[int(p["rank"])], col[float(p["reg_param"])]] = True
+        return HeatmapPanel(label, scores, failed & np.isnan(scores))
+
     combos = list(itertools.product(*(sorted({p[d] for p in points}) for d in extra)))
     if not extra:
-        mode, panels = "single", (HeatmapPanel("", matrix(points)),)
+        mode, panels = "single", (panel("", points),)
     elif len(combos) <= max_panels:
         mode = "panels"
         panels = tuple(
-            HeatmapPanel(
+            panel(
                 ", ".join(f"{DIM_LABELS[d]}={v:g}" for d, v in zip(extra, combo, strict=True)),
-                matrix([p for p in points
-                        if all(p[d] == v for d, v in zip(extra, combo, strict=True))]))
+                [p for p in points if all(p[d] == v for d, v in zip(extra, combo, strict=True))])
             for combo in combos)
     else:
         mode = "best"
         label = "best over " + ", ".join(DIM_LABELS[d] for d in extra)
-        panels = (HeatmapPanel(label, matrix(points)),)
+        panels = (panel(label, points),)
 
     finite = [p for p in points if p["score"] is not None and not math.isnan(float(p["score"]))]
     best = None
@@ -160,7 +169,8 @@ def tuning_heatmap(points: Sequence[Mapping[str, float]], metric: str = "rmse",
                    lower_is_better: bool = True, title: str = "",
                    best_point: Mapping[str, float] | None = None) -> bytes:
     """PNG heatmap of the tuning grid: rank (rows) x regParam (columns), colour = score, each
-    cell labelled with its score; the chosen point is outlined. Better scores are brighter."""
+    cell labelled with its score; the chosen point is outlined, failed points are crossed out.
+    Better scores are brighter."""
     data = heatmap_data(points, lower_is_better)
     chosen = None
     if best_point is not None:
@@ -195,6 +205,9 @@ def tuning_heatmap(points: Sequence[Mapping[str, float]], metric: str = "rmse",
                 bright = 1 - bright if lower_is_better else bright
                 ax.text(j, i, f"{v:.3f}", ha="center", va="center",
                         fontsize=6 if small else 7, color="black" if bright > 0.6 else "white")
+            elif panel.failed is not None and panel.failed[i, j]:
+                ax.text(j, i, "✕\nfailed", ha="center", va="center", fontsize=6,
+                        color="#b00000")
         if chosen is not None and chosen[0] in data.ranks and chosen[1] in data.reg_params:
             in_panel = data.mode != "panels" or all(
                 f"{DIM_LABELS[d]}={v:g}" in panel.label for d, v in chosen[2].items()

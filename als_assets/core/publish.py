@@ -55,6 +55,14 @@ TABLES = {
         "metrics", (("metric", "text"), ("value", "double precision")),
         ("experiment", "metric"),
     ),
+    # The served lists: the champion's only, so an application reads one place without knowing
+    # experiments; `experiment` records which one fed them.
+    "recommendations": TableSpec(
+        "recommendations",
+        (("user_id", "integer"), ("movie_id", "integer"), ("score", "real"),
+         ("rank", "integer")),
+        ("user_id", "rank"),
+    ),
 }
 
 
@@ -76,8 +84,10 @@ def ensure_table(cur, schema: str, spec: TableSpec) -> None:
 
 
 def publish_frame(frame: DataFrame, settings: PgSettings, schema: str, spec: TableSpec,
-                  experiment: str, write_partitions: int = 2) -> PublishResult:
-    """Replace `experiment`'s rows of schema.<spec.name> with `frame`'s, atomically."""
+                  experiment: str, write_partitions: int = 2,
+                  replace_all: bool = False) -> PublishResult:
+    """Replace `experiment`'s rows of schema.<spec.name> with `frame`'s, atomically; with
+    `replace_all`, every row of the table (the served table holds one experiment's rows)."""
     validate_identifier(schema, "schema")
     require_jdbc_driver(frame.sparkSession)
     start = time.perf_counter()
@@ -100,8 +110,11 @@ def publish_frame(frame: DataFrame, settings: PgSettings, schema: str, spec: Tab
             # Serialise concurrent publishers of the same table; readers are not blocked.
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
                 sql.Identifier(schema, spec.name)))
-            cur.execute(sql.SQL("DELETE FROM {} WHERE experiment = %s").format(
-                sql.Identifier(schema, spec.name)), (experiment,))
+            if replace_all:
+                cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, spec.name)))
+            else:
+                cur.execute(sql.SQL("DELETE FROM {} WHERE experiment = %s").format(
+                    sql.Identifier(schema, spec.name)), (experiment,))
             cur.execute(sql.SQL("INSERT INTO {t} (experiment, {cols}) SELECT %s, {cols} "
                                 "FROM {s}").format(
                 t=sql.Identifier(schema, spec.name), s=sql.Identifier(schema, staging),

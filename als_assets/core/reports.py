@@ -8,6 +8,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .champion import choose_champion, lift, validation_column
+from .experiments import ChampionRule
+
 
 @dataclass(frozen=True)
 class SampleUserReport:
@@ -68,18 +71,37 @@ def sample_user_view(training: DataFrame, test: DataFrame, recommendations: Data
     )
 
 
-LEADERBOARD_METRICS = ("ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k", "rmse", "mae")
+# Test metrics the leaderboard shows for each experiment, beside the baselines' on the same users.
+LEADERBOARD_METRICS = (
+    "ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k",
+    "ndcg_at_k_all_relevant", "precision_at_k_all_relevant",
+    "most_popular_ndcg_at_k", "most_popular_precision_at_k",
+    "most_popular_ndcg_at_k_all_relevant", "random_ndcg_at_k",
+    "coverage", "popularity_bias", "popular_overlap", "rmse", "mae",
+)
 
 
-def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
-    """One row per experiment, best NDCG@K first (RMSE breaks ties; implicit rows have none)."""
+def leaderboard_frame(rows: list[dict], rule: ChampionRule) -> pd.DataFrame:
+    """One row per experiment, best validation score under the champion rule's metric first
+    (the champion's own choice, never test); each row says whether it is the champion, eligible
+    or why not."""
     frame = pd.DataFrame(rows)
+    score = validation_column(rule.metric)
+    popular = validation_column(rule.metric, "most_popular")
     if frame.empty:
-        return pd.DataFrame(columns=["experiment", *LEADERBOARD_METRICS])
-    for col in LEADERBOARD_METRICS:
+        return pd.DataFrame(columns=["position", "experiment", "serving", score, popular,
+                                     "validation_lift", *LEADERBOARD_METRICS])
+    for col in (score, popular, *LEADERBOARD_METRICS):
         if col not in frame:
             frame[col] = float("nan")
-    frame = frame.sort_values(["ndcg_at_k", "rmse"], ascending=[False, True],
+    choice = choose_champion(frame, rule)
+    frame["serving"] = [choice.verdict(name) for name in frame["experiment"]]
+    frame["validation_lift"] = [lift(s, p) if s == s and p == p else float("nan")
+                                for s, p in zip(frame[score].astype(float),
+                                                frame[popular].astype(float), strict=True)]
+    frame = frame.sort_values([score, "experiment"], ascending=[False, True],
                               na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "position", range(1, len(frame) + 1))
-    return frame
+    first = ["position", "experiment", "serving", score, popular, "validation_lift",
+             *LEADERBOARD_METRICS]
+    return frame[first + [c for c in frame.columns if c not in first]]

@@ -8,12 +8,17 @@ recommendForAllUsers, which cannot leave out the movies a user has already rated
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 BLOCK_ROWS = 2048
+# Scores of query rows [start, stop) against every candidate, shape (stop - start, candidates).
+ScoreBlock = Callable[[int, int, int], np.ndarray]
 
 
 def top_k(
@@ -23,8 +28,10 @@ def top_k(
     exclude_rows: np.ndarray | None = None,
     exclude_cols: np.ndarray | None = None,
     block_rows: int = BLOCK_ROWS,
+    score_block: ScoreBlock | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every query row, the k candidates with the highest dot product.
+    """For every query row, the k candidates with the highest dot product (or the highest
+    `score_block(start, stop, n_candidates)` score, for scores that are not a product).
 
     `exclude_rows[j], exclude_cols[j]` pairs (query index, candidate index) are never returned.
     Ties break by candidate index, so results are deterministic. Returns flat arrays
@@ -43,7 +50,10 @@ def top_k(
         exclude_rows, exclude_cols = exclude_rows[order], exclude_cols[order]
     for start in range(0, n_q, block_rows):
         stop = min(start + block_rows, n_q)
-        scores = queries[start:stop] @ cand_t
+        if score_block is None:
+            scores = queries[start:stop] @ cand_t
+        else:
+            scores = score_block(start, stop, n_c)
         if exclude_rows is not None:
             lo, hi = np.searchsorted(exclude_rows, [start, stop])
             scores[exclude_rows[lo:hi] - start, exclude_cols[lo:hi]] = -np.inf
@@ -133,40 +143,79 @@ def recommend_for_users(
     return _recommend(user_factors.sparkSession, user_ids, users, item_ids, items, k, seen)
 
 
-def popular_recommendations(
-    training: DataFrame, users: DataFrame, k: int, seen: DataFrame | None = None
-) -> DataFrame:
-    """The most-popular baseline: the k movies with most training rows each user has not seen."""
-    counts = training.groupBy("movie_id").count().toPandas().sort_values("movie_id")
-    item_ids = counts["movie_id"].to_numpy(dtype=np.int64)
-    popularity = counts["count"].to_numpy(dtype=np.float32)[:, None]
-    user_ids = np.sort(users.select("user_id").distinct().toPandas()["user_id"].to_numpy())
-    ones = np.ones((user_ids.size, 1), dtype=np.float32)
-    return _recommend(training.sparkSession, user_ids.astype(np.int64), ones, item_ids,
-                      popularity, k, seen)
+@dataclass(frozen=True)
+class TopK:
+    """Top-K lists on the driver: one row per (user, rank), ordered by user then rank."""
+
+    user_ids: np.ndarray  # int64
+    item_ids: np.ndarray  # int64
+    scores: np.ndarray  # float32
+    ranks: np.ndarray  # int32, 1-based
+
+    def to_pandas(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "user_id": self.user_ids.astype(np.int32),
+            "movie_id": self.item_ids.astype(np.int32),
+            "score": self.scores.astype(np.float32),
+            "rank": self.ranks.astype(np.int32),
+        })
+
+    def to_spark(self, spark: SparkSession) -> DataFrame:
+        return spark.createDataFrame(self.to_pandas(), schema=RECS_SCHEMA)
+
+    @classmethod
+    def from_spark(cls, frame: DataFrame) -> TopK:
+        """A recommendations table (user_id, movie_id, score, rank) collected to the driver."""
+        pdf = frame.select("user_id", "movie_id", "score", "rank").toPandas() \
+            .sort_values(["user_id", "rank"], kind="stable")
+        return cls(pdf["user_id"].to_numpy(np.int64), pdf["movie_id"].to_numpy(np.int64),
+                   pdf["score"].to_numpy(np.float32), pdf["rank"].to_numpy(np.int32))
+
+
+def exclusion_indices(user_ids: np.ndarray, item_ids: np.ndarray, seen_users: np.ndarray,
+                      seen_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) indices of the seen (user, movie) pairs in sorted `user_ids` x `item_ids`;
+    pairs of users or movies outside them are dropped."""
+    u = np.searchsorted(user_ids, seen_users)
+    i = np.searchsorted(item_ids, seen_items)
+    ok = (u < user_ids.size) & (i < item_ids.size)
+    ok[ok] &= (user_ids[u[ok]] == seen_users[ok]) & (item_ids[i[ok]] == seen_items[ok])
+    return u[ok], i[ok]
+
+
+def recommend_arrays(user_ids: np.ndarray, users: np.ndarray, item_ids: np.ndarray,
+                     items: np.ndarray, k: int, seen: tuple[np.ndarray, np.ndarray] | None,
+                     score_block: ScoreBlock | None = None) -> TopK:
+    """Top-k items per user by dot product (or by `score_block`), leaving out `seen` (user ids,
+    movie ids) pairs. Ids sorted ascending, factor rows in the same order."""
+    ex_rows = ex_cols = None
+    if seen is not None:
+        ex_rows, ex_cols = exclusion_indices(user_ids, item_ids, *seen)
+    q, c, s = top_k(users, items, k, ex_rows, ex_cols, score_block=score_block)
+    return TopK(user_ids[q].astype(np.int64), item_ids[c].astype(np.int64), s, _ranks(q))
+
+
+def random_scores(seed: int) -> ScoreBlock:
+    """A `score_block` of uniform random scores: the random-ranking floor. Each block of query
+    rows draws from a generator seeded with (seed, the block's first row), so the lists are
+    reproducible for the same users, seed and block size."""
+    def score(start: int, stop: int, n_candidates: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, start])
+        return rng.random((stop - start, n_candidates), dtype=np.float32)
+
+    return score
+
+
+def _seen_arrays(seen: DataFrame | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if seen is None:
+        return None
+    pairs = seen.select("user_id", "movie_id").toPandas()
+    return pairs["user_id"].to_numpy(np.int64), pairs["movie_id"].to_numpy(np.int64)
 
 
 def _recommend(spark: SparkSession, user_ids, users, item_ids, items, k, seen) -> DataFrame:
-    ex_rows = ex_cols = None
-    if seen is not None:
-        pairs = seen.select("user_id", "movie_id").toPandas()
-        u = np.searchsorted(user_ids, pairs["user_id"].to_numpy())
-        i = np.searchsorted(item_ids, pairs["movie_id"].to_numpy())
-        ok = (u < user_ids.size) & (i < item_ids.size)
-        ok[ok] &= (user_ids[u[ok]] == pairs["user_id"].to_numpy()[ok]) & (
-            item_ids[i[ok]] == pairs["movie_id"].to_numpy()[ok]
-        )
-        ex_rows, ex_cols = u[ok], i[ok]
-    q, c, s = top_k(users, items, k, ex_rows, ex_cols)
-    pdf = pd.DataFrame(
-        {
-            "user_id": user_ids[q].astype(np.int32),
-            "movie_id": item_ids[c].astype(np.int32),
-            "score": s.astype(np.float32),
-            "rank": _ranks(q),
-        }
-    )
-    return spark.createDataFrame(pdf, schema=RECS_SCHEMA)
+    return recommend_arrays(user_ids, users, item_ids, items, k, _seen_arrays(seen)) \
+        .to_spark(spark)
 
 
 SIMILARITY_SCHEMA = T.StructType(
