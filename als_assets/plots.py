@@ -109,14 +109,9 @@ def evaluation_bars(report: EvaluationReport) -> list[MetricBar]:
         bars.append(MetricBar("rmse", report.rmse, report.baseline_rmse_global_mean,
                               "global mean", lower_is_better=True))
         bars.append(MetricBar("mae", report.mae, None, lower_is_better=True))
-    popular = report.scores("most_popular").relevant
-    bars += [
-        MetricBar(f"precision@{k}", report.precision_at_k, popular.precision_at_k,
-                  "most popular"),
-        MetricBar(f"recall@{k}", report.recall_at_k, popular.recall_at_k, "most popular"),
-        MetricBar(f"ndcg@{k}", report.ndcg_at_k, popular.ndcg_at_k, "most popular"),
-        MetricBar(f"map@{k}", report.map_at_k, popular.map_at_k, "most popular"),
-    ]
+    model, popular = report.scores().relevant, report.scores("most_popular").relevant
+    bars += [MetricBar(f"{name}@{k}", model.value(f"{name}_at_k"), popular.value(f"{name}_at_k"),
+                       "most popular") for name in ("precision", "recall", "ndcg", "map")]
     return bars
 
 

@@ -71,6 +71,23 @@ def test_heatmap_leaves_missing_and_nan_points_blank():
     assert is_png(tuning_heatmap(points))
 
 
+def test_heatmap_marks_failed_points_apart_from_missing_ones():
+    points = grid((5, 10), (0.1, 0.2), alphas=(1.0, 10.0))
+    for p in points:
+        if p["rank"] == 10 and p["reg_param"] == 0.2:
+            p["score"], p["failed"] = math.nan, True  # both alphas failed
+        if p["rank"] == 5 and p["reg_param"] == 0.1 and p["alpha"] == 10.0:
+            p["score"], p["failed"] = math.nan, True  # one of two alphas failed
+    panels = heatmap_data(points, lower_is_better=False).panels
+    assert [p.label for p in panels] == ["alpha=1", "alpha=10"]
+    assert panels[0].failed.tolist() == [[False, False], [False, True]]
+    assert panels[1].failed.tolist() == [[True, False], [False, True]]
+    best_over = heatmap_data(points, lower_is_better=False, max_panels=1).panels[0]
+    # A cell with one scored point shows its score, not a failure.
+    assert best_over.failed.tolist() == [[False, False], [False, True]]
+    assert is_png(tuning_heatmap(points, "ndcg_at_10", lower_is_better=False))
+
+
 @pytest.mark.parametrize("points", [
     grid((5, 10), (0.05, 0.1)),
     grid((8,), (0.05, 0.2)),

@@ -37,22 +37,6 @@ class EvaluationReport:
         return next(s for s in self.lists if s.name == name)
 
     @property
-    def precision_at_k(self) -> float:
-        return self.scores().relevant.precision_at_k
-
-    @property
-    def recall_at_k(self) -> float:
-        return self.scores().relevant.recall_at_k
-
-    @property
-    def ndcg_at_k(self) -> float:
-        return self.scores().relevant.ndcg_at_k
-
-    @property
-    def map_at_k(self) -> float:
-        return self.scores().relevant.map_at_k
-
-    @property
     def users_evaluated(self) -> int:
         return self.scores().relevant.users_evaluated
 
