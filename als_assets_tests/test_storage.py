@@ -5,12 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pickle
 import re
 import shutil
 import time
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,18 +16,15 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import functions as F
 
 from als_assets.core import storage
+from als_assets.core.evaluation import EvaluationReport
+from als_assets.core.experiments import AlsParams
+from als_assets.core.modeling import GridScore
+from als_assets.core.serialization import SerializationError
 from als_assets.core.storage import KEEP_VERSIONS, StorageError, StoredCopy, VersionedStore
 
 from .killed_writes import Blocked
 
 ASSET = ("group", "thing")
-
-
-@dataclass(frozen=True)
-class Payload:
-    name: str
-    values: tuple[float, ...]
-    nested: dict
 
 
 def versions(slot: Path) -> list[str]:
@@ -54,22 +49,24 @@ def fake_clock(monkeypatch):
     monkeypatch.setattr(storage, "time", fake)
 
 
-def test_pickle_round_trip_of_a_frozen_dataclass(store):
-    value = Payload("report", (1.5, float("inf")), {"k": [1, 2]})
+def test_json_round_trip_of_a_frozen_dataclass(store):
+    value = EvaluationReport(10, 4.0, False, 0.9, None, 7, 0.5, 0.25, float("nan"),
+                             float("inf"), 3, None, 0.0, 1.0)
     stored = store.write(ASSET, "exp1", value, tag="run12345678")
-    assert stored.kind == "pickle"
+    assert stored.kind == "json"
     # v<UTC second>.<nanoseconds>-<tag cut to 8 characters>-<6 hex digits>
     assert re.fullmatch(r"v\d{8}T\d{6}\.\d{9}-run12345-[0-9a-f]{6}", stored.version), \
         stored.version
-    assert Path(stored.path) == store.slot(ASSET, "exp1") / stored.version / "value.pkl"
+    assert Path(stored.path) == store.slot(ASSET, "exp1") / stored.version / "value.json"
     assert store.current(ASSET, "exp1") == stored
-    got = store.read(ASSET, "exp1")  # no Spark needed for pickles
-    assert got == value
-    assert got is not value
+    got = store.read(ASSET, "exp1")  # no Spark needed for JSON values
+    assert type(got) is EvaluationReport and got is not value
+    # NaN != NaN, so compare the fields' text.
+    assert repr(got) == repr(value)
     with pytest.raises(AttributeError):  # still frozen after the round trip
-        got.name = "x"
+        got.k = 5
     manifest = json.loads((Path(stored.path).parent / "manifest.json").read_text())
-    assert manifest["kind"] == "pickle" and manifest["name"] == "value.pkl"
+    assert manifest["kind"] == "json" and manifest["name"] == "value.json"
     assert manifest["tag"] == "run12345678"
 
 
@@ -164,8 +161,7 @@ def test_previous_version_kept_and_oldest_pruned(store, fake_clock):
     assert versions(slot) == [first.version, second.version]
     assert current_version(slot) == second.version
     assert Path(first.path).is_file()  # a run still reading the previous version can finish
-    with open(first.path, "rb") as fh:
-        assert pickle.load(fh) == "one"
+    assert json.loads(Path(first.path).read_text())["value"] == "one"
 
     third = store.write(ASSET, "p", "three")
     assert versions(slot) == [second.version, third.version]
@@ -210,18 +206,18 @@ def test_failed_dataframe_write_keeps_previous_version(spark, store):
     assert store.current(ASSET, "exp1") == before
 
 
-def test_failed_pickle_write_keeps_previous_version(store):
+def test_failed_json_write_keeps_previous_version(store):
     slot = store.slot(ASSET, "exp1")
-    before = store.write(ASSET, "exp1", Payload("ok", (1.0,), {}))
-    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
-        store.write(ASSET, "exp1", Payload("bad", (1.0,), {"f": lambda: 1}))
+    before = store.write(ASSET, "exp1", GridScore(AlsParams(2, 3, 0.1), 0.5))
+    with pytest.raises(SerializationError, match=r"value.params.alpha: a builtins.function"):
+        store.write(ASSET, "exp1", GridScore(AlsParams(2, 3, 0.1, lambda: 1), 0.5))
     assert current_version(slot) == before.version
     assert sorted(p.name for p in slot.iterdir()) == ["CURRENT", before.version]
-    assert store.read(ASSET, "exp1") == Payload("ok", (1.0,), {})
+    assert store.read(ASSET, "exp1") == GridScore(AlsParams(2, 3, 0.1), 0.5)
 
 
 def test_failed_first_write_leaves_slot_unmaterialized(store):
-    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+    with pytest.raises(SerializationError):
         store.write(ASSET, "exp2", lambda: 1)
     assert store.current(ASSET, "exp2") is None
     assert list(store.slot(ASSET, "exp2").iterdir()) == []

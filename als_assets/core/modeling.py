@@ -164,7 +164,7 @@ class TuningResult:
     best_model_key: str | None = None
 
     def prepare_for_storage(self, folder: Path) -> TuningResult:
-        """What the store pickles: the Spark model is saved beside the pickle, by path."""
+        """What the store writes: the Spark model is saved beside the JSON value, by path."""
         if self.best_model is None:
             return self
         path = folder / "best_model"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import shutil
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import serialization
 from .liveness import STALE_AFTER, WriterMark
 
 KEEP_VERSIONS = 2
@@ -36,6 +36,7 @@ UNPARTITIONED = "__all__"
 # File or folder name of a stored value of each Spark kind, inside its version folder.
 STORED_NAMES = {"dataframe": "data.parquet", "als_model": "model"}
 MANIFEST = "manifest.json"
+JSON_NAME = "value.json"
 WRITER = ".writer.json"
 # A version folder's name: v<UTC second>.<nanoseconds>-<tag>-<hex>; nothing else is touched.
 VERSION_NAME = re.compile(r"v\d{8}T\d{6}\.\d{9}-[^/]+")
@@ -50,7 +51,7 @@ class StorageError(RuntimeError):
 
 @dataclass(frozen=True)
 class StoredValue:
-    kind: str  # "dataframe" | "als_model" | "pickle"
+    kind: str  # "dataframe" | "als_model" | "json" ("pickle": an earlier release's, not read)
     path: str  # folder or file holding the value
     version: str
 
@@ -156,12 +157,11 @@ class VersionedStore:
         if _is_als_model(value):
             value.save(str(folder / STORED_NAMES["als_model"]))
             return "als_model", STORED_NAMES["als_model"]
-        # A value holding Spark objects saves them beside the pickle and pickles paths.
+        # A value holding Spark objects saves them beside its JSON and keeps their paths.
         if hasattr(value, "prepare_for_storage"):
             value = value.prepare_for_storage(folder)
-        with open(folder / "value.pkl", "wb") as fh:
-            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        return "pickle", "value.pkl"
+        serialization.dump(value, folder / JSON_NAME)
+        return "json", JSON_NAME
 
     # -- crash leftovers ------------------------------------------------------------------------
 
@@ -244,9 +244,16 @@ class VersionedStore:
             raise StorageError(
                 f"{name} has not been materialized yet: nothing stored under "
                 f"{self.slot(asset, partition)}")
+        if stored.kind == "json":
+            try:
+                return serialization.load(Path(stored.path))
+            except serialization.SerializationError as exc:
+                raise StorageError(f"{name}, version {stored.version}: {exc}") from None
         if stored.kind == "pickle":
-            with open(stored.path, "rb") as fh:
-                return pickle.load(fh)
+            raise StorageError(
+                f"{name} is stored as a pickle (version {stored.version}, written by an earlier "
+                "release of als_assets), which is no longer read: loading a pickle can run any "
+                f"code that was written into it. Materialize {name} again")
         if get_spark is None:
             raise StorageError(f"{name} is a Spark value: reading it needs a SparkSession")
         spark = get_spark()
