@@ -7,6 +7,9 @@ as in production; only the value written blocks.
 
   value <root> <asset> <partition>       VersionedStore.write of a value whose storage blocks
   session <root>                         a SparkSession checkpointing under <root>/_checkpoints
+  publish <database> <experiment>        publish_frame of 1000 user_recommendations rows into
+                                         <database> (ALS_PG_* for the rest), blocking in the
+                                         JDBC write to the staging table
   materialize <asset> [<partition>]      a Dagster materialization of <asset> whose Parquet write
                                          (a DataFrame) or model write (an ALSModel, or a
                                          TuningResult's best model) blocks midway
@@ -162,6 +165,26 @@ def main(argv: list[str]) -> None:
         if os.environ.get("KILLED_WRITES_EXIT"):
             return  # a normal exit: atexit handlers run
         _hang()
+    elif what == "publish":
+        from dataclasses import replace
+
+        from pyspark.sql import functions as F
+
+        from als_assets.core.jdbc import find_jdbc_driver
+        from als_assets.core.pg import PgSettings
+        from als_assets.core.publish import TABLES, publish_frame
+        from als_assets.core.spark import SparkSettings, build_spark_session
+
+        database, experiment = args
+        jar = find_jdbc_driver().jar
+        spark = build_spark_session(SparkSettings(master="local[1]", driver_memory="1g",
+                                                  jars=(jar,) if jar else ()))
+        frame = spark.range(1000).select(
+            F.col("id").cast("int").alias("user_id"), F.lit(7).alias("movie_id"),
+            F.lit(0.5).cast("float").alias("score"), F.lit(1).alias("rank"))
+        publish_frame(blocking_frame(frame, signal, after_rows=100),
+                      replace(PgSettings.from_env(), database=database), "als",
+                      TABLES["user_recommendations"], experiment)
     elif what == "materialize":
         from dagster import DagsterInstance, materialize
 
