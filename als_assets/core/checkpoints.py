@@ -35,13 +35,14 @@ _SESSION_DIRS: dict[str, Path] = {}
 
 def session_checkpoint_dir(root: str) -> Path:
     """This process's checkpoint folder under `root` (a local path), created and marked on
-    first use, removed at exit; abandoned folders of other processes go first."""
+    first use, removed at exit; abandoned folders of other processes are removed first."""
     key = str(Path(root).absolute())
+    Path(key).mkdir(parents=True, exist_ok=True)
+    # At every run's session, not only at this process's first: runs killed meanwhile count.
+    clean_checkpoints(Path(key))
     folder = _SESSION_DIRS.get(key)
     if folder is not None and folder.is_dir():
         return folder
-    Path(key).mkdir(parents=True, exist_ok=True)
-    clean_checkpoints(Path(key))
     folder = Path(key) / (f"{SESSION_PREFIX}{_safe(socket.gethostname())}-{os.getpid()}-"
                           f"{uuid.uuid4().hex[:8]}")
     folder.mkdir()
