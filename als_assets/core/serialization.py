@@ -44,13 +44,17 @@ class SerializationError(ValueError):
 
 def dump(value: Any, path: Path) -> None:
     """Writes `value` to `path` (JSON) and its pandas frames into `path.parent/frames/`."""
-    frames: list[pd.DataFrame] = []
+    frames: list[tuple[str, pd.DataFrame]] = []
     data = {"format": FORMAT, "value": _encode(value, "value", frames)}
     text = json.dumps(data, allow_nan=False, ensure_ascii=False)
     if frames:
         (path.parent / FRAMES).mkdir()
-    for n, frame in enumerate(frames):
-        frame.to_parquet(path.parent / FRAMES / f"{n}.parquet")
+    for n, (where, frame) in enumerate(frames):
+        try:
+            frame.to_parquet(path.parent / FRAMES / f"{n}.parquet")
+        except (ValueError, TypeError, ImportError) as exc:  # pyarrow's errors derive from them
+            raise SerializationError(f"{where}: this DataFrame cannot be stored as Parquet: "
+                                     f"{' '.join(str(exc).split())}") from None
     path.write_text(text, encoding="utf-8")
 
 
@@ -97,7 +101,7 @@ def _encode(value: Any, where: str, frames: list) -> Any:
         if not all(isinstance(c, str) for c in value.columns):
             raise SerializationError(f"{where}: a DataFrame is stored as Parquet, which needs "
                                      f"string column names, not {list(value.columns)!r}")
-        frames.append(value)
+        frames.append((where, value))
         return {"$frame": f"{FRAMES}/{len(frames) - 1}.parquet"}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
