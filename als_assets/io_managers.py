@@ -1,4 +1,5 @@
-"""The IO manager: Spark DataFrames as Parquet, ALS models as Spark models, the rest pickled."""
+"""The IO manager: Spark DataFrames as Parquet, ALS models as Spark models, the rest as JSON
+(core/serialization.py: pandas frames inside values as Parquet; reading runs no code)."""
 
 
 from typing import Any
@@ -45,7 +46,7 @@ class VersionedSparkIOManager(ConfigurableIOManager):
         asset = tuple(context.asset_key.path)
         stored = self.store.current(asset, partition)
         if stored is None or stored.kind != "dataframe":
-            # Spark starts only when a Spark value is read: pickled values need no JVM.
+            # Spark starts only when a Spark value is read: JSON values need no JVM.
             return self.store.read(asset, partition, lambda: self.spark.session)
         # A version folder never changes, so its path is a safe cache key within a session.
         session = self.spark.session

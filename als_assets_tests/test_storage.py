@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import pickle
+import os
 import re
+import shutil
 import time
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,16 +16,15 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import functions as F
 
 from als_assets.core import storage
+from als_assets.core.evaluation import EvaluationReport
+from als_assets.core.experiments import AlsParams
+from als_assets.core.modeling import GridScore
+from als_assets.core.serialization import SerializationError
 from als_assets.core.storage import KEEP_VERSIONS, StorageError, StoredCopy, VersionedStore
 
+from .killed_writes import Blocked
+
 ASSET = ("group", "thing")
-
-
-@dataclass(frozen=True)
-class Payload:
-    name: str
-    values: tuple[float, ...]
-    nested: dict
 
 
 def versions(slot: Path) -> list[str]:
@@ -50,22 +49,24 @@ def fake_clock(monkeypatch):
     monkeypatch.setattr(storage, "time", fake)
 
 
-def test_pickle_round_trip_of_a_frozen_dataclass(store):
-    value = Payload("report", (1.5, float("inf")), {"k": [1, 2]})
+def test_json_round_trip_of_a_frozen_dataclass(store):
+    value = EvaluationReport(10, 4.0, False, 0.9, None, 7, 0.5, 0.25, float("nan"),
+                             float("inf"), 3, None, 0.0, 1.0)
     stored = store.write(ASSET, "exp1", value, tag="run12345678")
-    assert stored.kind == "pickle"
+    assert stored.kind == "json"
     # v<UTC second>.<nanoseconds>-<tag cut to 8 characters>-<6 hex digits>
     assert re.fullmatch(r"v\d{8}T\d{6}\.\d{9}-run12345-[0-9a-f]{6}", stored.version), \
         stored.version
-    assert Path(stored.path) == store.slot(ASSET, "exp1") / stored.version / "value.pkl"
+    assert Path(stored.path) == store.slot(ASSET, "exp1") / stored.version / "value.json"
     assert store.current(ASSET, "exp1") == stored
-    got = store.read(ASSET, "exp1")  # no Spark needed for pickles
-    assert got == value
-    assert got is not value
+    got = store.read(ASSET, "exp1")  # no Spark needed for JSON values
+    assert type(got) is EvaluationReport and got is not value
+    # NaN != NaN, so compare the fields' text.
+    assert repr(got) == repr(value)
     with pytest.raises(AttributeError):  # still frozen after the round trip
-        got.name = "x"
+        got.k = 5
     manifest = json.loads((Path(stored.path).parent / "manifest.json").read_text())
-    assert manifest["kind"] == "pickle" and manifest["name"] == "value.pkl"
+    assert manifest["kind"] == "json" and manifest["name"] == "value.json"
     assert manifest["tag"] == "run12345678"
 
 
@@ -160,8 +161,7 @@ def test_previous_version_kept_and_oldest_pruned(store, fake_clock):
     assert versions(slot) == [first.version, second.version]
     assert current_version(slot) == second.version
     assert Path(first.path).is_file()  # a run still reading the previous version can finish
-    with open(first.path, "rb") as fh:
-        assert pickle.load(fh) == "one"
+    assert json.loads(Path(first.path).read_text())["value"] == "one"
 
     third = store.write(ASSET, "p", "three")
     assert versions(slot) == [second.version, third.version]
@@ -206,18 +206,18 @@ def test_failed_dataframe_write_keeps_previous_version(spark, store):
     assert store.current(ASSET, "exp1") == before
 
 
-def test_failed_pickle_write_keeps_previous_version(store):
+def test_failed_json_write_keeps_previous_version(store):
     slot = store.slot(ASSET, "exp1")
-    before = store.write(ASSET, "exp1", Payload("ok", (1.0,), {}))
-    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
-        store.write(ASSET, "exp1", Payload("bad", (1.0,), {"f": lambda: 1}))
+    before = store.write(ASSET, "exp1", GridScore(AlsParams(2, 3, 0.1), 0.5))
+    with pytest.raises(SerializationError, match=r"value.params.alpha: a builtins.function"):
+        store.write(ASSET, "exp1", GridScore(AlsParams(2, 3, 0.1, lambda: 1), 0.5))
     assert current_version(slot) == before.version
     assert sorted(p.name for p in slot.iterdir()) == ["CURRENT", before.version]
-    assert store.read(ASSET, "exp1") == Payload("ok", (1.0,), {})
+    assert store.read(ASSET, "exp1") == GridScore(AlsParams(2, 3, 0.1), 0.5)
 
 
 def test_failed_first_write_leaves_slot_unmaterialized(store):
-    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+    with pytest.raises(SerializationError):
         store.write(ASSET, "exp2", lambda: 1)
     assert store.current(ASSET, "exp2") is None
     assert list(store.slot(ASSET, "exp2").iterdir()) == []
@@ -232,3 +232,111 @@ def test_reading_a_never_written_slot_names_the_asset(store, partition, name):
     assert message.startswith(f"{name} has not been materialized yet")
     assert str(store.slot(ASSET, partition)) in message
     assert store.current(ASSET, partition) is None
+
+
+# -- crash safety: writes killed with SIGKILL (real subprocesses, real kills) ------------------
+
+def version_folders(slot: Path) -> list[str]:
+    return sorted(p.name for p in slot.iterdir() if p.is_dir())
+
+
+def test_a_killed_write_keeps_the_previous_value_and_the_next_write_removes_it(store, tmp_path):
+    slot = store.slot(ASSET, "p")
+    first = store.write(ASSET, "p", "one")
+    second = store.write(ASSET, "p", "two")
+    writer = Blocked(tmp_path / "k", "value", str(store.root), "group/thing", "p")
+    half = Path(writer.said)
+    assert half.parent == slot and (half / "partial.bin").is_file()
+
+    # While its writer runs, the half-written folder is left alone and counts for nothing.
+    third = store.write(ASSET, "p", "three")
+    assert version_folders(slot) == sorted([second.version, third.version, half.name])
+    writer.kill()
+    assert not (half / storage.MANIFEST).exists() and (half / storage.WRITER).exists()
+    assert store.read(ASSET, "p") == "three"
+
+    # The next write removes it; the previous complete version is the one kept.
+    fourth = store.write(ASSET, "p", "four")
+    assert version_folders(slot) == [third.version, fourth.version]
+    assert store.read(ASSET, "p") == "four"
+    assert first.version not in version_folders(slot)
+
+
+def test_a_killed_first_write_leaves_the_slot_unmaterialized(store, tmp_path):
+    writer = Blocked(tmp_path / "k", "value", str(store.root), "group/thing", "new")
+    writer.kill()
+    assert store.current(ASSET, "new") is None
+    with pytest.raises(StorageError, match=r"group/thing \[new\] has not been materialized"):
+        store.read(ASSET, "new")
+    assert store.write(ASSET, "new", 5).version == current_version(store.slot(ASSET, "new"))
+    assert version_folders(store.slot(ASSET, "new")) == [current_version(store.slot(ASSET, "new"))]
+
+
+def test_pruning_never_counts_a_half_written_version(store, tmp_path):
+    """The issue's case: a half-written version newer than the current one used to push the
+    good previous version out at the next successful write."""
+    slot = store.slot(ASSET, "p")
+    store.write(ASSET, "p", "one")
+    second = store.write(ASSET, "p", "two")
+    writer = Blocked(tmp_path / "k", "value", str(store.root), "group/thing", "p")
+    writer.kill()
+    half = Path(writer.said).name
+    # Pruning alone (as the old code did it, without removing leftovers first).
+    store._prune(slot, keep=second.version)
+    assert second.version in version_folders(slot) and half in version_folders(slot)
+    assert store.read(ASSET, "p") == "two"
+
+
+def test_cleanup_command_removes_leftovers_of_dead_writers_only(store, tmp_path, capsys):
+    from als_assets.cleanup import main
+
+    slot = store.slot(ASSET, "p")
+    good = store.write(ASSET, "p", "one")
+    dead = Blocked(tmp_path / "k1", "value", str(store.root), "group/thing", "p")
+    dead.kill()
+    live = Blocked(tmp_path / "k2", "value", str(store.root), "group/thing", "q")
+    try:
+        # Killed after its manifest, before CURRENT switched: complete but never current.
+        orphan = slot / (good.version[:-6] + "ffffff")
+        shutil.copytree(Path(good.path).parent, orphan)
+        (orphan / storage.WRITER).write_text((Path(dead.said) / storage.WRITER).read_text())
+        # An unmarked folder (a write killed by an earlier release) and a stale CURRENT temp.
+        legacy = slot / "v20200101T000000.000000000-old-abcdef"
+        (legacy / "model" / "metadata" / "_temporary").mkdir(parents=True)
+        tmp_current = slot / ".CURRENT.0123abcd"
+        tmp_current.write_text("x")
+        for path in (legacy, tmp_current):
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+        expected = sorted(str(p) for p in (Path(dead.said), orphan, legacy, tmp_current))
+
+        assert main(["--root", str(store.root), "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert sorted(line.split(" ", 2)[2] for line in out.splitlines()[:-1]) == expected
+        assert out.splitlines()[-1] == f"4 leftover(s) to remove under {store.root}"
+        assert Path(dead.said).exists()
+
+        assert main(["--root", str(store.root)]) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[-1] == f"4 leftover(s) removed under {store.root}"
+        assert sorted(p.name for p in slot.iterdir()) == ["CURRENT", good.version]
+        assert Path(live.said).is_dir()  # its writer still runs
+        assert store.read(ASSET, "p") == "one"
+    finally:
+        live.kill()
+    assert store.cleanup() == [Path(live.said)]
+    assert not Path(live.said).exists()
+
+
+def test_cleanup_of_a_missing_root_is_an_error(tmp_path, capsys):
+    from als_assets.cleanup import main
+
+    assert main(["--root", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"error: storage root {tmp_path / 'nope'} does not exist\n"
+
+
+def test_current_naming_a_folder_without_manifest_is_a_clear_error(store):
+    stored = store.write(ASSET, "p", "one")
+    (Path(stored.path).parent / storage.MANIFEST).unlink()
+    with pytest.raises(StorageError, match=rf"group/thing \[p\]: CURRENT names version "
+                       rf"{stored.version}, which has no readable manifest.json"):
+        store.read(ASSET, "p")

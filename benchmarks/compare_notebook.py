@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import shutil
 import sys
 import time
@@ -253,8 +252,9 @@ def project_figures(workdir: Path, partitions: list[str]) -> dict:
                     e[key] = _meta(rec)
             tp = e.get("tuned_params", {}).get("storage_path")
             if tp:
-                with open(tp, "rb") as fh:
-                    result = pickle.load(fh)
+                from als_assets.core.serialization import load
+
+                result = load(Path(tp))
                 e["grid"] = [[g.params.rank, g.params.max_iter, g.params.reg_param, g.score]
                              for g in result.grid]
             sim_path = e.get("item_similarity", {}).get("storage_path")

@@ -3,13 +3,21 @@
 Spark writes the rows in parallel over JDBC into a private staging table; then one transaction
 deletes the experiment's old rows and inserts the staged ones. Under PostgreSQL's default READ
 COMMITTED isolation a reader sees the old rows until that commit and the new ones after it:
-never a mix, never nothing. The staging table is dropped whatever happens.
+never a mix, never nothing.
+
+The staging table cannot be TEMP (Spark writes it over its own connections), so it is a real
+table named per publish, dropped at the end whatever happens. A publish killed with SIGKILL
+cannot drop it; its connection, though, closes with the process, and with it the advisory lock
+that marked the table as in use: the next publish to the schema drops every staging table no
+live publisher holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 
 from psycopg2 import sql
@@ -92,15 +100,22 @@ def publish_frame(frame: DataFrame, settings: PgSettings, schema: str, spec: Tab
     require_jdbc_driver(frame.sparkSession)
     start = time.perf_counter()
     columns = [c for c, _ in spec.columns]
-    staging = f"_stage_{spec.name}_{uuid.uuid4().hex[:12]}"
+    staging = f"{STAGE_PREFIX}{spec.name}_{uuid.uuid4().hex[:12]}"
     conn = connect(settings)
+    error: BaseException | None = None
     try:
         with conn.cursor() as cur:
             ensure_table(cur, schema, spec)
+            drop_orphaned_stages(cur, schema)
             cur.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(
                 sql.Identifier(schema, staging),
                 sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
                                    for c, t in spec.columns)))
+            # Held by this connection until it closes, also when the process is killed (the
+            # server ends the session when its socket closes): the table is in use while held.
+            # Taken before the table is committed, so no other publisher ever sees it unheld.
+            cur.execute("SELECT pg_advisory_lock(%s, " + _OBJID + ")",
+                        (STAGE_LOCK_CLASS, f'"{schema}"."{staging}"'))
         conn.commit()
         (frame.select(*columns).coalesce(max(1, write_partitions)).write
          .option("batchsize", 10_000)
@@ -122,12 +137,56 @@ def publish_frame(frame: DataFrame, settings: PgSettings, schema: str, spec: Tab
             rows = cur.rowcount
         conn.commit()
         return PublishResult(f"{schema}.{spec.name}", rows, time.perf_counter() - start)
-    except BaseException:
-        conn.rollback()
+    except BaseException as exc:
+        error = exc
         raise
     finally:
+        _drop_stage(conn, schema, staging, error)
+
+
+# Staging tables are named _stage_<table>_<12 hex digits>; each publisher holds an advisory lock
+# on (STAGE_LOCK_CLASS, <its table's oid>) while its table exists.
+STAGE_PREFIX = "_stage_"
+STAGE_LOCK_CLASS = 0x616C7300  # "als\0": keeps these locks apart from other applications'
+# An oid is unsigned 32-bit, the lock's second key a signed int: shifted into its range.
+_OBJID = "(%s::regclass::oid::bigint - 2147483648)::int"
+
+
+def drop_orphaned_stages(cur, schema: str) -> list[str]:
+    """Drops the staging tables in `schema` no publisher holds (left by a killed publish);
+    returns their names. A table whose lock another session holds is being written: kept."""
+    cur.execute("SELECT c.relname, (c.oid::bigint - 2147483648)::int FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                "AND c.relkind = 'r' AND c.relname LIKE %s ORDER BY c.relname",
+                (schema, STAGE_PREFIX.replace("_", "\\_") + "%"))
+    dropped = []
+    for name, objid in cur.fetchall():
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (STAGE_LOCK_CLASS, objid))
+        if cur.fetchone()[0]:
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
+            dropped.append(name)
+    return dropped
+
+
+def _drop_stage(conn, schema: str, staging: str, error: BaseException | None) -> None:
+    """Drops this publish's staging table and closes the connection. A failure here (the
+    connection may be what broke) never replaces the publish's own error: it is added to it
+    as a note, and after a successful publish only reported as a warning; the next publish
+    drops the table."""
+    try:
+        conn.rollback()
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
                 sql.Identifier(schema, staging)))
         conn.commit()
-        conn.close()
+    except Exception as exc:  # noqa: BLE001 - reported below, never raised over `error`
+        note = (f"the staging table {schema}.{staging} could not be dropped "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())}); the next publish to "
+                f"{schema} drops it")
+        if error is not None:
+            error.add_note(note)
+        else:
+            warnings.warn(note, RuntimeWarning, stacklevel=3)
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from .checkpoints import set_checkpoint_dir
 from .jvm_archive import ClassArchive, archive_key, prepare_class_archive, record_dumping_jvm
 
 
@@ -192,9 +193,8 @@ def build_spark_session(settings: SparkSettings) -> SparkSession:
         record_dumping_jvm(plan, spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
     spark.sparkContext.setLogLevel("WARN")
     if settings.checkpoint_dir:
-        if "://" not in settings.checkpoint_dir:
-            Path(settings.checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        spark.sparkContext.setCheckpointDir(settings.checkpoint_dir)
+        # This process's own folder under it, removed at exit (core/checkpoints.py).
+        set_checkpoint_dir(spark.sparkContext, settings.checkpoint_dir)
     return spark
 
 
