@@ -61,8 +61,9 @@ def tuning_heatmap_md(context: AssetExecutionContext, result: TuningResult) -> M
     layout = heatmap_data(points, result.lower_is_better).describe()
     direction = "lower" if result.lower_is_better else "higher"
     caption = (f"Optimised: {result.metric} ({direction} is better) of each grid point "
-               f"({layout}); red outline: the chosen {result.best.label()}; "
-               f"{result.baseline} scores {result.baseline_score:.4f}.")
+               f"({layout}); red outline: the chosen {result.best.label()}.")
+    if result.baseline_score is not None:
+        caption += f" {result.baseline} scores {result.baseline_score:.4f}."
     if result.failed:
         caption += (f" Failed points ({len(result.failed)}, drawn as ✕): "
                     + "; ".join(f"{g.params.label()}: {g.error}" for g in result.failed))

@@ -98,7 +98,7 @@ def _block_storage_writes(signal: str) -> None:
     from pyspark.sql import DataFrame
 
     from als_assets.core import storage
-    from als_assets.core.modeling import TuningResult
+    from als_assets.core.tuning import TuningResult
 
     original = storage.VersionedStore._write_value
 

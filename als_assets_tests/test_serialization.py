@@ -14,10 +14,10 @@ import pytest
 
 from als_assets.core import serialization
 from als_assets.core.experiments import AlsParams
-from als_assets.core.modeling import GridScore, TuningResult
 from als_assets.core.reports import SampleUserReport
 from als_assets.core.serialization import SerializationError, dump, load
 from als_assets.core.storage import StorageError, VersionedStore
+from als_assets.core.tuning import GridScore, TuningResult
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def test_a_nested_frozen_dataclass_round_trips_exactly(tmp_path):
     assert math.isnan(back.grid[1].score) and back.grid[1].seconds is None
     assert back == replace(value, grid=(value.grid[0], back.grid[1]))
     text = (tmp_path / "value.json").read_text()
-    assert '"$dataclass": "als_assets.core.modeling:TuningResult"' in text
+    assert '"$dataclass": "als_assets.core.tuning:TuningResult"' in text
 
 
 def test_plain_values_keep_their_types(tmp_path):

@@ -18,9 +18,11 @@ from pyspark.sql import functions as F
 from als_assets.core import storage
 from als_assets.core.evaluation import EvaluationReport
 from als_assets.core.experiments import AlsParams
-from als_assets.core.modeling import GridScore
+from als_assets.core.metrics import RankingMetrics
+from als_assets.core.ranking import ListScores
 from als_assets.core.serialization import SerializationError
 from als_assets.core.storage import KEEP_VERSIONS, StorageError, StoredCopy, VersionedStore
+from als_assets.core.tuning import GridScore
 
 from .killed_writes import Blocked
 
@@ -50,8 +52,10 @@ def fake_clock(monkeypatch):
 
 
 def test_json_round_trip_of_a_frozen_dataclass(store):
-    value = EvaluationReport(10, 4.0, False, 0.9, None, 7, 0.5, 0.25, float("nan"),
-                             float("inf"), 3, None, 0.0, 1.0)
+    metrics = RankingMetrics(10, 0.5, 0.25, float("nan"), float("inf"), 3)
+    value = EvaluationReport(10, 4.0, False, 0.9, None, 7, None,
+                             (ListScores("model", metrics, metrics, 0.5, 12.0, float("nan")),),
+                             100, ("a warning",))
     stored = store.write(ASSET, "exp1", value, tag="run12345678")
     assert stored.kind == "json"
     # v<UTC second>.<nanoseconds>-<tag cut to 8 characters>-<6 hex digits>

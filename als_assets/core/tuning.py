@@ -53,7 +53,7 @@ class TuningResult:
     # ALS blocks of each fit: the cores are shared by the fits running at once.
     blocks_per_fit: int = 1
     baseline: str = ""
-    baseline_score: float = float("nan")
+    baseline_score: float | None = None
     # Holdout tuning fits the best point on the whole training split with the experiment's own
     # settings, i.e. exactly the model the experiment's final fit would make: it is kept so that
     # fit is not repeated. In memory after tuning; on disk (a Spark ALSModel folder) once stored.
@@ -68,7 +68,7 @@ class TuningResult:
         return tuple(g for g in self.grid if g.error is not None)
 
     def prepare_for_storage(self, folder: Path) -> TuningResult:
-        """What the store keeps: the Spark model is saved beside the value, by path."""
+        """What the store writes: the Spark model is saved beside the JSON value, by path."""
         if self.best_model is None:
             return self
         path = folder / "best_model"
