@@ -172,3 +172,55 @@ def test_kept_unknown_movie_is_written_with_a_warning(spark, tmp_path):
     warning = ratings_event.materialization.metadata["warnings"].value
     assert warning == (f"unknown_movie (1 row): {folder / 'ratings.csv'}, line 3: movieId '12' "
                        "is not in movies.csv [row 2,12,3.0,101]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Unknown partitions
+
+
+def test_unknown_partition_lists_the_experiments():
+    from dagster import AssetSelection
+
+    from als_assets.definitions import resources
+    from als_assets.partitions import EXPERIMENTS, UnknownExperimentError
+
+    with pytest.raises(UnknownExperimentError) as info:
+        materialize(all_assets, resources=resources, instance=DagsterInstance.ephemeral(),
+                    selection=AssetSelection.tag("scope", "experiment"),
+                    partition_key="e2e_holdot")
+    message = str(info.value)
+    assert message.startswith("unknown experiment 'e2e_holdot' (the partition key is an "
+                              "experiment's name): did you mean 'e2e_holdout'? the experiments "
+                              "in ")
+    assert message.endswith(" are " + ", ".join(EXPERIMENTS))
+
+
+def test_unknown_experiment_in_a_step_is_not_retried():
+    from dagster import Failure, build_asset_context
+
+    from als_assets.partitions import experiment_config
+
+    with pytest.raises(Failure) as info:
+        experiment_config(build_asset_context(partition_key="nope"))
+    assert info.value.allow_retries is False
+    assert "unknown experiment 'nope'" in info.value.description
+    assert "e2e_holdout, e2e_tvs" in info.value.description
+
+
+def test_cli_unknown_partition_lists_the_experiments(tmp_path):
+    """Dagster's CLI replaces its own unknown-partition error by one without the keys; the
+    experiments' partitions raise one it passes through."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
+         "als_assets.definitions", "--select", "tag:scope=experiment", "--partition", "nope"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("als_assets.partitions.UnknownExperimentError: unknown experiment "
+                           "'nope'"), last
+    assert "are e2e_holdout, e2e_tvs, e2e_cv, e2e_implicit" in last
