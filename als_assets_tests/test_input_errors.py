@@ -224,3 +224,31 @@ def test_cli_unknown_partition_lists_the_experiments(tmp_path):
     assert last.startswith("als_assets.partitions.UnknownExperimentError: unknown experiment "
                            "'nope'"), last
     assert "are e2e_holdout, e2e_tvs, e2e_cv, e2e_implicit" in last
+
+
+# ---------------------------------------------------------------------------------------------
+# The IO manager stores an unpartitioned asset unpartitioned, whatever the run's partition
+
+
+def test_unpartitioned_asset_in_a_partitioned_run_is_stored_unpartitioned(tmp_path):
+    """`--select 'ratings,movies,<partitioned assets>' --partition X` used to store `ratings`
+    under X (the run's partition), where no reader looks."""
+    from dagster import StaticPartitionsDefinition, asset
+
+    @asset
+    def plain():
+        return {"rows": 3}
+
+    @asset(partitions_def=StaticPartitionsDefinition(["a", "b"]))
+    def per_partition(plain):
+        return {"rows": plain["rows"] + 1}
+
+    root = str(tmp_path / "storage")
+    io_manager = VersionedSparkIOManager(root=root, spark=SparkResource(storage_root=root))
+    assert materialize([plain, per_partition], resources={"io_manager": io_manager},
+                       partition_key="b").success
+    store = io_manager.store
+    assert store.current(("plain",), None) is not None
+    assert store.current(("plain",), "b") is None
+    assert store.read(("plain",), None, lambda: None) == {"rows": 3}
+    assert store.read(("per_partition",), "b", lambda: None) == {"rows": 4}
