@@ -71,6 +71,7 @@ def test_every_rejected_row_is_named_with_file_line_and_field(spark, tmp_path):
         "1,10,2.0,106",      # line 8: duplicate of line 2
         "6,10,4.0,",         # line 9: empty timestamp
         "7,99,4.0,107",      # line 10: unknown movie
+        "8,10,NaN,108",      # line 11: not a rating (NaN is not equal to itself: still found)
     ], ["10,Ten (2000),Drama"])
     path = folder / "ratings.csv"
     summary = summarize_ratings(movielens_ratings(spark, folder), movielens_movies(spark, folder),
@@ -82,8 +83,9 @@ def test_every_rejected_row_is_named_with_file_line_and_field(spark, tmp_path):
         "[row -4,10,4.0,104]",
         f"user_id_beyond_int32 (1 row): {path}, line 5: userId '3000000000' is beyond int32 "
         f"{bounds} [row 3000000000,10,4.0,103]",
-        f"rating_out_of_range (1 row): {path}, line 4: rating '7.5' is out of range "
-        "(must be 0.5..5.0) [row 2,10,7.5,102]",
+        f"rating_out_of_range (2 rows): {path}, line 4: rating '7.5' is out of range "
+        "(must be 0.5..5.0) [row 2,10,7.5,102]; line 11: rating 'nan' is out of range "
+        "(must be 0.5..5.0) [row 8,10,nan,108]",
         f"rating_not_half_star (1 row): {path}, line 7: rating '3.3' is not a multiple of 0.5 "
         "(MovieLens ratings are half stars) [row 5,10,3.3,105]",
         f"empty_timestamp (1 row): {path}, line 9: timestamp is empty [row 6,10,4.0,]",

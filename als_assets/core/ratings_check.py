@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +240,9 @@ def _parsed(row: list[str]) -> tuple:
     if len(row) != 4:
         return ()
     user, movie, rating, ts = row
-    return (_number(user, int), _number(movie, int), _number(rating, float), _number(ts, int))
+    rating_value = _number(rating, float)
+    return (_number(user, int), _number(movie, int),
+            None if rating_value is None else _float_key(rating_value), _number(ts, int))
 
 
 def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -279,5 +282,11 @@ def _with_lines(path: Path, examples: list[BadRow]) -> list[BadRow]:
 
 
 def _key(values: tuple) -> tuple:
-    return tuple(None if v is None else (float(v) if i == 2 else int(v))
+    return tuple(None if v is None else (_float_key(v) if i == 2 else int(v))
                  for i, v in enumerate(values))
+
+
+def _float_key(value: object) -> object:
+    """A rating as a dict key: NaN is not equal to itself, so it is matched by name."""
+    number = float(value)
+    return "nan" if math.isnan(number) else number
