@@ -9,7 +9,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from als_assets.core.rating_rules import INT32_MAX, row_problem
-from als_assets.core.ratings_check import rule_column, summarize_ratings
+from als_assets.core.ratings_check import TABLE_FIELDS, rule_column, summarize_ratings
 from als_assets.core.sources import movielens_movies, movielens_ratings
 from als_assets.definitions import all_assets
 from als_assets.io_managers import VersionedSparkIOManager
@@ -110,6 +110,26 @@ def test_empty_timestamps_and_unknown_movies_can_be_kept_with_a_warning(spark, t
                              "[row 2,11,3.0,5]"]
     with pytest.raises(ValueError, match="only empty_timestamp, unknown_movie can be kept"):
         summarize_ratings(ratings, movies, keep=("duplicate_pair",))
+
+
+def test_rows_of_a_table_are_named_by_their_columns_and_values(spark):
+    """A database source has no lines: the rows are named by their values, the fields by the
+    table's columns, the known movies by their table."""
+    ratings = spark.createDataFrame([(1, 10, 4.0, 1), (-1, 10, 4.0, 2), (2, 99, 3.5, 3),
+                                     (1, 10, 2.0, 4)],
+                                    "user_id int, movie_id int, rating float, timestamp long")
+    movies = spark.createDataFrame([(10, "Ten", "Drama")], "movie_id int, title string, "
+                                   "genres string")
+    summary = summarize_ratings(ratings, movies, where="movielens.ratings (postgresql://db)",
+                                movies_name="movielens.movies", fields=TABLE_FIELDS)
+    assert summary.problems == [
+        "negative_user_id (1 row): movielens.ratings (postgresql://db): user_id '-1' is "
+        f"negative (ids must be 0..{INT32_MAX}) [row -1,10,4.0,2]",
+        "duplicate_pair (1 row): movielens.ratings (postgresql://db): duplicate "
+        "(user_id, movie_id) = (1, 10)",
+        "unknown_movie (1 row): movielens.ratings (postgresql://db): movie_id '99' is not in "
+        "movielens.movies [row 2,99,3.5,3]",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
