@@ -11,7 +11,10 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Failur
 
 RATINGS_VALID = AssetCheckSpec(
     "ratings_valid", asset="ratings", blocking=True,
-    description="No null ids, ratings inside 0.5-5.0, ids inside int32, no duplicate pairs.")
+    description="Every rating row follows core/rating_rules.py: ids present, non-negative and "
+    "inside int32, ratings on the half-star grid of 0.5-5.0, no duplicate (user, movie) pair, a "
+    "timestamp, a movie the movies know (the last two may be kept with a warning). Failing rows "
+    "are named with their values and, for a CSV file, their lines.")
 SPLITS_DISJOINT = AssetCheckSpec(
     "splits_disjoint_and_complete", asset="training", blocking=True,
     description="training, validation and test share no (user, movie) pair and cover every "

@@ -62,6 +62,8 @@ resources = {
         ratings_table=settings.env("ALS_PG_RATINGS_TABLE", "movielens.ratings"),
         movies_table=settings.env("ALS_PG_MOVIES_TABLE", "movielens.movies"),
         jdbc_partitions=settings.env_int("ALS_JDBC_PARTITIONS", 4),
+        keep_empty_timestamps=settings.env_flag("ALS_KEEP_EMPTY_TIMESTAMPS"),
+        keep_unknown_movies=settings.env_flag("ALS_KEEP_UNKNOWN_MOVIES"),
     ),
     "postgres": postgres,
     "io_manager": VersionedSparkIOManager(root=settings.storage_root(), spark=spark),

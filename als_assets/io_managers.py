@@ -29,7 +29,7 @@ class VersionedSparkIOManager(ConfigurableIOManager):
         return VersionedStore(self.root)
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
-        partition = context.partition_key if context.has_partition_key else None
+        partition = context.asset_partition_key if context.has_asset_partitions else None
         stored = self.store.write(tuple(context.asset_key.path), partition, obj,
                                   tag=context.run_id or "")
         context.add_output_metadata({"storage_path": stored.path,

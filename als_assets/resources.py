@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from .core.jdbc import postgres_movies, postgres_ratings
 from .core.pg import PgSettings, split_qualified_name, validate_identifier
+from .core.ratings_check import TABLE_FIELDS
 from .core.sources import (
     SourceError,
     SyntheticSpec,
@@ -113,6 +114,12 @@ class RatingsSource(ConfigurableResource):
     movies_table: str = Field(default="movielens.movies", description="ALS_PG_MOVIES_TABLE")
     jdbc_partitions: int = Field(default=4, description="Parallel JDBC reads "
                                  "(ALS_JDBC_PARTITIONS).")
+    keep_empty_timestamps: bool = Field(
+        default=False, description="Keep ratings with an empty timestamp, with a warning, "
+        "instead of failing ratings_valid (ALS_KEEP_EMPTY_TIMESTAMPS).")
+    keep_unknown_movies: bool = Field(
+        default=False, description="Keep ratings of movies missing from the movies, with a "
+        "warning, instead of failing ratings_valid (ALS_KEEP_UNKNOWN_MOVIES).")
 
     def describe(self, postgres: "PostgresResource | None" = None) -> str:
         if self.kind == "synthetic":
@@ -123,6 +130,22 @@ class RatingsSource(ConfigurableResource):
             where = postgres.settings.dsn_for_display() if postgres else "?"
             return f"postgres ({where} {self.ratings_table})"
         return self.kind
+
+    def check_context(self, postgres: "PostgresResource | None" = None) -> dict:
+        """How ratings_valid names this source's rows: the file (whose lines it then finds) or
+        the table, the field names, and the rules the settings downgrade to warnings."""
+        keep = tuple(code for code, on in (("empty_timestamp", self.keep_empty_timestamps),
+                                           ("unknown_movie", self.keep_unknown_movies)) if on)
+        if self.kind == "movielens":
+            folder = Path(self._folder()).expanduser()
+            return {"where": str(folder / "ratings.csv"), "csv_file": folder / "ratings.csv",
+                    "movies_name": "movies.csv", "keep": keep}
+        if self.kind == "postgres":
+            dsn = self._pg(postgres).settings.dsn_for_display()
+            return {"where": f"{self.ratings_table} ({dsn})", "movies_name": self.movies_table,
+                    "fields": TABLE_FIELDS, "keep": keep}
+        return {"where": "synthetic ratings", "movies_name": "the synthetic movies",
+                "fields": TABLE_FIELDS, "keep": keep}
 
     def _spec(self) -> SyntheticSpec:
         return SyntheticSpec(n_ratings=self.synthetic_ratings, seed=self.synthetic_seed)

@@ -22,6 +22,24 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off (any case); empty means the default.
+
+    Anything else is an error naming the variable: a typo must not silently mean "no".
+    """
+    raw = env(name, "").lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, got {raw!r}")
+
+
 def dagster_home() -> Path:
     """DAGSTER_HOME, or `.dagster_home` in the working folder when it is unset."""
     return Path(env("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).expanduser()

@@ -122,7 +122,7 @@ def test_dagster_instance_on_postgres(dagster_db, pg_settings, tmp_path):
            "ALS_STORAGE_ROOT": str(tmp_path / "storage")}
     run = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "als_assets.definitions",
-         "--select", "movies"], env=env, capture_output=True, text=True, timeout=600)
+         "--select", "ratings,movies"], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     conn = psycopg2.connect(host=pg_settings.host, port=pg_settings.port, dbname=dagster_db,
                             user=pg_settings.user)

@@ -320,8 +320,10 @@ def write_movielens(folder: Path, ratings_rows: list[str]) -> Path:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        (["1,1,7.0,100", "1,2,4.0,100"], "outside the scale"),
-        (["1,1,4.0,100", "1,1,3.0,101"], "duplicate (user_id, movie_id) pairs"),
+        (["1,1,7.0,100"], "line 2: rating '7.0' is out of range"),
+        (["1,1,4.0,100", "1,1,3.0,101"],
+         "line 3: duplicate (userId, movieId) = (1, 1), first seen on line 2"),
+        (["1,1,4.0,100", "1,2,4.0,100"], "line 3: movieId '2' is not in movies.csv"),
         (["1,1,4.0,100", "1,x,3.0,101"], "1,x,3.0,101"),
     ],
 )
@@ -333,7 +335,7 @@ def test_bad_source_fails_and_keeps_previous_ratings(synthetic_instance, tmp_pat
     bad = {**resources, "source": RatingsSource(
         kind="movielens", movielens_dir=str(write_movielens(tmp_path / "ml", rows)))}
     result = materialize(all_assets, resources=bad, instance=synthetic_instance,
-                         selection=["ratings"], raise_on_error=False)
+                         selection=["ratings", "movies"], raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert message in str(failure.event_specific_data.error)

@@ -234,7 +234,7 @@ def test_new_ratings_mark_every_model_stale(world):
     other = {**res, "source": RatingsSource(kind="synthetic", synthetic_ratings=20_000,
                                             synthetic_seed=7)}
     assert materialize(all_assets, resources=other, instance=instance,
-                       selection=["ratings"]).success
+                       selection=["ratings", "movies"]).success
 
     for name in EXPERIMENTS:
         status, causes = stale(world, "als_model", name)

@@ -183,10 +183,12 @@ def test_rerun_is_idempotent_and_replaces_rows(pg_settings: PgSettings, tmp_path
     assert fetch(pg_settings) == (EXPECTED_RATINGS, EXPECTED_MOVIES)
 
     # A smaller file replaces (does not append to) the previous contents.
-    smaller = write_folder(tmp_path / "smaller", ratings=GOOD_RATINGS[:2], movies=GOOD_MOVIES[:1])
+    # (Both ratings are of movie 1: a rating of a movie missing from movies.csv is refused.)
+    smaller = write_folder(tmp_path / "smaller", ratings=GOOD_RATINGS[0:3:2],
+                           movies=GOOD_MOVIES[:1])
     result = load_movielens(smaller, pg_settings)
     assert (result.ratings_rows, result.movies_rows) == (2, 1)
-    assert fetch(pg_settings) == (EXPECTED_RATINGS[:2], EXPECTED_MOVIES[:1])
+    assert fetch(pg_settings) == (EXPECTED_RATINGS[0:3:2], EXPECTED_MOVIES[:1])
 
 
 def test_custom_table_names(pg_settings: PgSettings, tmp_path: Path) -> None:
@@ -259,7 +261,7 @@ BAD_CASES = [
         GOOD_MOVIES,
         "ratings.csv",
         5,
-        ["userId '2147483648' is out of range"],
+        ["userId '2147483648' is beyond int32 (ids must be 0..2147483647)"],
         id="id-beyond-int32",
     ),
     pytest.param(
@@ -277,7 +279,7 @@ BAD_CASES = [
         _with_line(GOOD_MOVIES, 2, "x3,Some Movie (2001),Drama"),
         "movies.csv",
         4,
-        ["movieId 'x3' is not a non-negative integer"],
+        ["movieId 'x3' is not an integer"],
         id="movies-bad-id",
     ),
     pytest.param(
@@ -297,6 +299,42 @@ BAD_CASES = [
         2,
         ["expected 4 fields"],
         id="missing-field",
+    ),
+    pytest.param(
+        _with_line(GOOD_RATINGS, 1, "-4,3,0.5,964981247"),
+        RATINGS_HEADER,
+        GOOD_MOVIES,
+        "ratings.csv",
+        3,
+        ["userId '-4' is negative (ids must be 0..2147483647)"],
+        id="negative-id-is-not-called-beyond-int32",
+    ),
+    pytest.param(
+        _with_line(GOOD_RATINGS, 1, "1,3,3.3,964981247"),
+        RATINGS_HEADER,
+        GOOD_MOVIES,
+        "ratings.csv",
+        3,
+        ["rating '3.3' is not a multiple of 0.5 (MovieLens ratings are half stars)"],
+        id="not-a-half-star",
+    ),
+    pytest.param(
+        _with_line(GOOD_RATINGS, 2, "2,1,5.0,"),
+        RATINGS_HEADER,
+        GOOD_MOVIES,
+        "ratings.csv",
+        4,
+        ["timestamp is empty"],
+        id="empty-timestamp",
+    ),
+    pytest.param(
+        _with_line(GOOD_RATINGS, 3, "2,77,3.5,1445714836"),
+        RATINGS_HEADER,
+        GOOD_MOVIES,
+        "ratings.csv",
+        5,
+        ["movieId '77' is not in movies.csv"],
+        id="unknown-movie",
     ),
 ]
 
@@ -318,7 +356,7 @@ def test_bad_file_fails_clearly_and_changes_nothing(
     if bad_file == "ratings.csv":
         movies = [*movies, "99,Extra Movie (2020),Comedy"]
     else:
-        ratings = [*ratings, "9,9,1.0,1"]
+        ratings = [*ratings, "9,1,1.0,1"]  # of a known movie: that check comes first
     folder = write_folder(tmp_path / "bad", ratings, movies, ratings_header=ratings_header)
 
     with pytest.raises(MovieLensFormatError) as caught:
@@ -392,6 +430,26 @@ def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes() + b"5,Caf\xe9 (1999),Drama\n")
     with pytest.raises(MovieLensFormatError, match=r"movies\.csv, line 6: not valid UTF-8"):
         validate_movielens(folder)
+
+
+def test_unknown_movie_kept_with_a_warning_naming_its_line(
+    pg_settings: PgSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = write_folder(tmp_path / "ml", [*GOOD_RATINGS, "3,77,2.0,5"])
+    assert main([str(folder), *cli_connection_args(pg_settings), "--quiet"]) == 2
+    assert "line 6: movieId '77' is not in movies.csv" in capsys.readouterr().err
+    monkeypatch.setenv("ALS_KEEP_UNKNOWN_MOVIES", "1")
+    assert main([str(folder), *cli_connection_args(pg_settings), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "ratings: 5 rows, movies: 4 rows"
+    assert err == (f"als-load-movielens: warning: {folder / 'ratings.csv'}: kept 1 rating(s) of "
+                   "movies not in movies.csv (--keep-unknown-movies / ALS_KEEP_UNKNOWN_MOVIES): "
+                   "line 6: movieId '77'\n")
+    assert fetch(pg_settings)[0] == sorted([*EXPECTED_RATINGS, (3, 77, 2.0, 5)])
+    monkeypatch.setenv("ALS_KEEP_UNKNOWN_MOVIES", "maybe")
+    assert main([str(folder), "--validate-only", "--quiet"]) == 2
+    assert "ALS_KEEP_UNKNOWN_MOVIES must be one of" in capsys.readouterr().err
 
 
 def test_bom_crlf_and_blank_lines_are_accepted(pg_settings: PgSettings, tmp_path: Path) -> None:

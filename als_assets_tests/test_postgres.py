@@ -3,15 +3,23 @@
 Each module run works in its own database (conftest's pg_settings), created and dropped.
 """
 
+import socket
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 from pyspark.sql import functions as F
 
-from als_assets.core.jdbc import JdbcDriverNotFound, find_jdbc_driver, require_jdbc_driver
-from als_assets.core.pg import PgConnectionError, PgSettings, connect
+from als_assets.core.jdbc import (
+    JdbcDriverNotFound,
+    find_jdbc_driver,
+    id_bounds,
+    postgres_movies,
+    require_jdbc_driver,
+)
+from als_assets.core.pg import PgConnectionError, PgSettings, connect, pg_faults
 from als_assets.core.publish import TABLES, publish_frame
 from als_assets.core.sources import RATINGS_SCHEMA, write_movielens_folder
 from als_assets.definitions import all_assets
@@ -273,9 +281,109 @@ def test_only_transient_source_errors_are_retried():
 
     assert SOURCE_RETRY.max_retries == 2
     for permanent in (SourceError("bad file"), ValueError("bad table name"),
-                      PgConnectionError("password authentication failed for user x")):
+                      PgConnectionError("refused", kind="refused login", permanent=True)):
         with pytest.raises(Failure) as info, permanent_errors():
             raise permanent
         assert info.value.allow_retries is False
     with pytest.raises(PgConnectionError), permanent_errors():
-        raise PgConnectionError("cannot connect: Connection refused")
+        raise PgConnectionError("cannot connect: timeout expired", kind="unreachable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults injected for real: classified once (core/pg.py), for psycopg2 and for Spark's JDBC
+
+
+def free_port() -> int:
+    """A port nothing listens on: bound and released, so the kernel refuses connections."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+NO_ROLE = "als_no_such_role"  # trust auth accepts any password, but not an unknown role
+FAULTS = {
+    "closed port": lambda: {"port": free_port()},
+    "unknown host": lambda: {"host": "no-such-host.invalid"},
+    "refused login": lambda: {"user": NO_ROLE},
+}
+
+
+def names_where_and_hides_password(message: str, settings: PgSettings) -> None:
+    assert f"{settings.host}:{settings.port}/{settings.database}" in message, message
+    assert f"as user {settings.user!r}" in message, message
+    assert PASSWORD not in message
+
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+def test_psycopg2_faults_are_permanent_and_say_where(loaded, kind):
+    settings = replace(loaded, password=PASSWORD, connect_timeout=5, **FAULTS[kind]())
+    with pytest.raises(PgConnectionError) as info:
+        connect(settings)
+    assert (info.value.kind, info.value.permanent) == (kind, True)
+    assert "not retried" in str(info.value)
+    names_where_and_hides_password(str(info.value), settings)
+
+
+def test_missing_table_is_permanent_through_psycopg2(loaded):
+    settings = replace(loaded, password=PASSWORD)
+    with pytest.raises(PgConnectionError) as info, pg_faults(settings, "movielens.no_such"):
+        id_bounds(settings, "movielens.no_such", "user_id")
+    assert (info.value.kind, info.value.permanent) == ("missing table", True)
+    assert "table movielens.no_such does not exist" in str(info.value)
+    names_where_and_hides_password(str(info.value), settings)
+
+
+@requires_driver
+@pytest.mark.parametrize("kind", [*sorted(FAULTS), "missing table"])
+def test_spark_jdbc_faults_are_permanent_and_say_where(spark, loaded, kind):
+    """Spark's own message is "jdbc:postgresql:****(redacted) ... Couldn't connect"; the
+    classifier reads the driver's cause further down the Java exception chain."""
+    overrides = FAULTS[kind]() if kind in FAULTS else {}
+    settings = replace(loaded, password=PASSWORD, connect_timeout=5, **overrides)
+    table = "movielens.no_such" if kind == "missing table" else "movielens.movies"
+    with pytest.raises(PgConnectionError) as info:
+        postgres_movies(spark, settings, table)
+    assert (info.value.kind, info.value.permanent) == (kind, True)
+    names_where_and_hides_password(str(info.value), settings)
+
+
+@requires_driver
+@pytest.mark.parametrize("kind", ["refused login", "closed port"])
+def test_sources_fail_once_without_retry(loaded, tmp_path, kind):
+    """The movies used to be retried for 30 s on a refused login or a closed port."""
+    root = str(tmp_path / "storage")
+    spark_resource = SparkResource(master="local[2]", storage_root=root,
+                                   jdbc_jar=find_jdbc_driver().jar)
+    resources = {
+        "spark": spark_resource,
+        "source": RatingsSource(kind="postgres"),
+        "postgres": pg_resource(loaded, **FAULTS[kind]()),
+        "io_manager": VersionedSparkIOManager(root=root, spark=spark_resource),
+    }
+    started = time.monotonic()
+    result = materialize(all_assets, resources=resources, instance=DagsterInstance.ephemeral(),
+                         selection=AssetSelection.assets("ratings", "movies"),
+                         raise_on_error=False)
+    assert not result.success
+    assert time.monotonic() - started < 60
+    types = [e.event_type_value for e in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in types and types.count("STEP_FAILURE") == 1
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.event_specific_data.error)
+    assert "not retried" in message and PASSWORD not in message
+
+
+@requires_driver
+@pytest.mark.parametrize("kind", ["refused login", "closed port"])
+def test_publish_permanent_faults_are_not_retried(spark, loaded, kind):
+    from dagster import Failure, build_asset_context
+
+    from als_assets.assets.publish import publish
+
+    frame = spark.createDataFrame([("rmse", 0.9)], "metric string, value double")
+    with pytest.raises(Failure) as info:
+        publish(build_asset_context(partition_key="e2e_holdout"),
+                pg_resource(loaded, **FAULTS[kind]()), frame, "metrics")
+    assert info.value.allow_retries is False
+    assert "not retried" in info.value.description
+    assert PASSWORD not in info.value.description

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from als_assets.core.ratings_check import summarize_ratings
 from als_assets.core.sources import (
     INT32_MAX,
     RATINGS_SCHEMA,
@@ -17,7 +18,6 @@ from als_assets.core.sources import (
     generate_synthetic,
     movielens_movies,
     movielens_ratings,
-    summarize_ratings,
     synthetic_ratings,
 )
 
@@ -93,8 +93,8 @@ def test_summary_of_clean_ratings(spark):
     assert (s.rows, s.users, s.movies) == (4, 3, 3)
     assert (s.min_rating, s.max_rating) == (0.5, 5.0)
     assert s.mean_rating == pytest.approx(12.5 / 4, abs=1e-12)
-    assert (s.null_ids, s.out_of_scale, s.ids_outside_int32, s.duplicate_pairs) == (0, 0, 0, 0)
-    assert s.problems == []
+    assert sum(s.counts.values()) == 0
+    assert s.problems == [] and s.warnings == []
 
 
 def test_summary_finds_each_problem(spark):
@@ -110,21 +110,22 @@ def test_summary_finds_each_problem(spark):
             (6, 15, 2.0, 8), (6, 15, 2.5, 9), (6, 15, 3.0, 10),  # two extra copies
             (7, 16, 1.0, 11), (7, 16, 1.0, 12),  # one extra copy
             (-3, 17, 3.0, 13),  # negative id
+            (8, 18, 3.3, 14),  # not a half star
+            (9, 19, 3.0, None),  # empty timestamp
         ],
         SUMMARY_SCHEMA,
     )
-    s = summarize_ratings(frame)
-    assert s.rows == 13
-    assert s.null_ids == 3
-    assert s.out_of_scale == 3
-    assert s.ids_outside_int32 == 1
-    assert s.duplicate_pairs == 3
-    assert s.problems == [
-        "3 rows with a null user_id, movie_id or rating",
-        "3 ratings outside the scale [0.5, 5.0]",
-        f"1 ids outside int32 (0..{INT32_MAX})",
-        "3 duplicate (user_id, movie_id) pairs",
-    ]
+    s = summarize_ratings(frame, where="t")
+    assert s.rows == 15
+    assert {code: n for code, n in s.counts.items() if n} == {
+        "null_user_id": 1, "null_movie_id": 1, "null_rating": 1, "rating_out_of_range": 3,
+        "negative_user_id": 1, "rating_not_half_star": 1, "empty_timestamp": 1,
+        "duplicate_pair": 3}
+    assert s.problems[:2] == ["null_user_id (1 row): t: userId is empty [row ,10,3.0,2]",
+                              "negative_user_id (1 row): t: userId '-3' is negative (ids must "
+                              f"be 0..{INT32_MAX}) [row -3,17,3.0,13]"]
+    assert "duplicate_pair (3 rows): t: duplicate (userId, movieId) = (6, 15); duplicate " \
+           "(userId, movieId) = (7, 16); and 1 more" in s.problems
 
 
 def test_summary_of_empty_frame(spark):
@@ -148,23 +149,25 @@ def test_movielens_ratings_raw_ids_in_int32_summarize_cleanly(spark, tmp_path):
     frame = movielens_ratings(spark, folder)
     s = summarize_ratings(frame)
     assert s.rows == 5
-    assert s.null_ids == 1  # the empty rating
-    assert s.out_of_scale == 1  # 6.0
-    assert s.ids_outside_int32 == 1  # movie -5
-    assert s.duplicate_pairs == 1  # (1, 10) twice
+    assert {code: n for code, n in s.counts.items() if n} == {
+        "null_rating": 1, "negative_movie_id": 1, "duplicate_pair": 1}
     clean = clean_ratings(frame)
     assert clean.schema == RATINGS_SCHEMA
     assert sorted(tuple(r) for r in clean.collect())[-1] == (INT32_MAX, 11, 3.5, 101)
 
 
-def test_movielens_ratings_ids_beyond_int32_are_counted(spark, tmp_path):
+def test_movielens_ratings_ids_beyond_int32_are_named(spark, tmp_path):
     folder = write_folder(tmp_path, f"{RATINGS_HEADER}\n1,10,4.0,100\n3000000000,11,3.5,101\n"
                                     "2,4294967297,3.0,102\n")
-    s = summarize_ratings(movielens_ratings(spark, folder))
+    path = folder / "ratings.csv"
+    s = summarize_ratings(movielens_ratings(spark, folder), where=str(path), csv_file=path)
     assert s.rows == 3
-    assert s.ids_outside_int32 == 2
-    assert s.null_ids == 0
-    assert s.problems == [f"2 ids outside int32 (0..{INT32_MAX})"]
+    assert s.problems == [
+        f"user_id_beyond_int32 (1 row): {path}, line 3: userId '3000000000' is beyond int32 "
+        f"(ids must be 0..{INT32_MAX}) [row 3000000000,11,3.5,101]",
+        f"movie_id_beyond_int32 (1 row): {path}, line 4: movieId '4294967297' is beyond int32 "
+        f"(ids must be 0..{INT32_MAX}) [row 2,4294967297,3.0,102]",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

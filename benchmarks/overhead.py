@@ -98,7 +98,8 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
             jars=(jar,) if jar else (), class_archive_dir=settings.class_archive_dir() or None))
         spark_holder["s"] = spark
         blocks = als_blocks(spark)
-    from als_assets.core.sources import clean_ratings, summarize_ratings
+    from als_assets.core.ratings_check import summarize_ratings
+    from als_assets.core.sources import clean_ratings
 
     source = RatingsSource(kind="movielens", movielens_dir=os.environ["ALS_MOVIELENS_DIR"])
     with stage("ratings"):

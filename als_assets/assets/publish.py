@@ -12,14 +12,15 @@ from dagster import (
 )
 from pyspark.sql import DataFrame
 
-from ..core.pg import PgConnectionError
+from ..core.pg import classify_pg_error
 from ..core.publish import TABLES, publish_frame
 from ..partitions import experiment_partitions
 from ..resources import PostgresResource, SparkResource
 from .reports import partition_link
 
-# Retries help when the database is restarting or briefly unreachable; a refused login does not
-# get better by retrying, so it raises Failure(allow_retries=False) instead.
+# Retries help when the database is restarting or briefly unreachable; a refused login, an
+# unknown host or a closed port does not get better by retrying (core/pg.py classifies), so it
+# raises Failure(allow_retries=False) instead.
 PUBLISH_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
 PUBLISH_TAGS = {"scope": "publish"}
 SERVING_TAGS = {"scope": "serving"}
@@ -32,10 +33,10 @@ def publish(context: AssetExecutionContext, postgres: PostgresResource, frame: D
     try:
         result = publish_frame(frame, postgres.settings, postgres.schema, spec,
                                experiment or context.partition_key, replace_all=replace_all)
-    except PgConnectionError as exc:
-        text = str(exc)
-        if "authentication" in text or "password" in text or "role" in text:
-            raise Failure(description=text, allow_retries=False) from None
+    except Exception as exc:
+        fault = classify_pg_error(exc, postgres.settings)
+        if fault is not None and fault.permanent:
+            raise Failure(description=str(fault), allow_retries=False) from None
         raise
     key_list = ", ".join(spec.key)
     return MaterializeResult(metadata={

@@ -1,108 +1,128 @@
-"""Source assets: the ratings and movies every experiment starts from."""
+"""Source assets: the ratings and movies every experiment starts from.
+
+One step makes both: they come from the same source and belong together (a rating names a
+movie), so they switch together or not at all. The blocking ``ratings_valid`` check runs on
+both before either is written; when it fails, both keep their previous values.
+"""
 
 from contextlib import contextmanager
 
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
+    AssetOut,
     Backoff,
     Failure,
     Output,
     RetryPolicy,
-    asset,
+    multi_asset,
 )
 from pyspark import StorageLevel
 
 from ..checks import RATINGS_VALID, gate
 from ..core.jdbc import JdbcDriverNotFound
-from ..core.pg import PgConnectionError
-from ..core.sources import SourceError, clean_ratings, summarize_ratings
+from ..core.pg import PgConnectionError, PgSettings, pg_faults
+from ..core.ratings_check import summarize_ratings
+from ..core.sources import SourceError, clean_ratings
 from ..resources import PostgresResource, RatingsSource, SparkResource
 from ..versions import content_data_version, content_data_version_and_rows
 
 # Bump when the asset's logic changes: the UI then shows its materializations as stale.
-RATINGS_CODE_VERSION = "ratings-1"
+RATINGS_CODE_VERSION = "ratings-2"  # -2: every rating-row rule of core/rating_rules.py
 MOVIES_CODE_VERSION = "movies-1"
 
 
 # A database or cluster that is briefly unreachable may answer on a retry; bad files, bad
-# identifiers, a missing driver or a refused login will not (see permanent_errors).
+# identifiers, a missing driver, a refused login, an unknown host, a closed port or a missing
+# table will not (see permanent_errors and core/pg.py's classify_pg_error).
 SOURCE_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
 
 
 @contextmanager
-def permanent_errors():
-    """Turn errors a retry cannot fix into a Failure that is not retried."""
+def permanent_errors(settings: PgSettings | None = None, table: str = ""):
+    """Turn errors a retry cannot fix into a Failure that is not retried.
+
+    ``settings``: the database being read, if any: its faults (psycopg2's and Spark JDBC's)
+    are classified by core/pg.py, once for every asset that talks to PostgreSQL.
+    """
     try:
-        yield
+        if settings is None:
+            yield
+        else:
+            with pg_faults(settings, table):
+                yield
     except (SourceError, ValueError, JdbcDriverNotFound) as exc:
         raise Failure(description=str(exc), allow_retries=False) from exc
     except PgConnectionError as exc:
-        if "authentication" in str(exc) or "password" in str(exc):
-            raise Failure(description=str(exc), allow_retries=False) from exc
+        if exc.permanent:
+            raise Failure(description=str(exc), allow_retries=False) from None
         raise
 
 
-@asset(
-    retry_policy=SOURCE_RETRY,
-    group_name="sources",
-    kinds={"spark", "parquet"},
-    code_version=RATINGS_CODE_VERSION,
+@multi_asset(
+    name="ratings_and_movies",
+    outs={
+        "ratings": AssetOut(
+            group_name="sources", kinds={"spark", "parquet"}, code_version=RATINGS_CODE_VERSION,
+            description="User-movie ratings (user_id, movie_id, rating, timestamp) from "
+            "ALS_SOURCE; written together with movies, or neither is."),
+        "movies": AssetOut(
+            group_name="sources", kinds={"spark", "parquet"}, code_version=MOVIES_CODE_VERSION,
+            description="Movie titles and genres (movie_id, title, genres) from ALS_SOURCE; "
+            "written together with ratings, or neither is."),
+    },
     check_specs=[RATINGS_VALID],
-    description="User-movie ratings (user_id, movie_id, rating, timestamp) from ALS_SOURCE.",
+    # Selecting one without the other would let them drift apart again.
+    can_subset=False,
+    retry_policy=SOURCE_RETRY,
 )
-def ratings(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource,
-            postgres: PostgresResource):
-    with permanent_errors():
+def ratings_and_movies(context: AssetExecutionContext, spark: SparkResource,
+                       source: RatingsSource, postgres: PostgresResource):
+    settings = postgres.settings if source.kind == "postgres" else None
+    with permanent_errors(settings, source.ratings_table):
         raw = source.load_ratings(spark.session, postgres)
-    raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
-    summary = summarize_ratings(raw)
+    with permanent_errors(settings, source.movies_table):
+        movies = source.load_movies(spark.session, postgres)
+    with permanent_errors(settings):
+        raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+        movies = movies.persist(StorageLevel.MEMORY_AND_DISK)
+        summary = summarize_ratings(raw, movies, **source.check_context(postgres))
     problems = summary.problems
     yield from gate([
         AssetCheckResult(
+            asset_key="ratings",
             check_name=RATINGS_VALID.name,
             passed=not problems,
-            description="; ".join(problems) or "valid",
-            metadata={"rows": summary.rows, "null_ids": summary.null_ids,
-                      "out_of_scale": summary.out_of_scale,
-                      "ids_outside_int32": summary.ids_outside_int32,
-                      "duplicate_pairs": summary.duplicate_pairs},
+            description="; ".join(problems) or "; ".join(summary.warnings) or "valid",
+            metadata={"rows": summary.rows, **{code: summary.count(code)
+                                               for code in sorted(summary.counts)},
+                      "kept_with_a_warning": ", ".join(sorted(summary.kept)) or "none"},
         )
     ])
-    n_users, n_movies = summary.users, summary.movies
-    cleaned = clean_ratings(raw)
-    # The data version hashes the rows: unchanged data, unchanged version (see splits.py).
-    version = content_data_version(cleaned)
+    for warning in summary.warnings:
+        context.log.warning(f"ratings_valid: kept, as configured: {warning}")
+    with permanent_errors(settings):
+        cleaned = clean_ratings(raw)
+        # The data version hashes the rows: unchanged data, unchanged version (see splits.py).
+        version = content_data_version(cleaned)
+        movies_version, movie_rows = content_data_version_and_rows(movies)
+    described = source.describe(postgres)
     yield Output(
         cleaned,
+        output_name="ratings",
         data_version=version,
         metadata={
-            "source": source.describe(postgres),
+            "source": described,
             "rows": summary.rows,
-            "users": n_users,
-            "movies": n_movies,
-            "density": summary.rows / max(1, n_users * n_movies),
+            "users": summary.users,
+            "movies": summary.movies,
+            "density": summary.rows / max(1, summary.users * summary.movies),
             "mean_rating": summary.mean_rating,
             "min_rating": summary.min_rating,
             "max_rating": summary.max_rating,
+            "warnings": "; ".join(summary.warnings) or "none",
             "spark_version": spark.session.version,
         },
     )
-
-
-@asset(
-    retry_policy=SOURCE_RETRY,
-    group_name="sources",
-    kinds={"spark", "parquet"},
-    code_version=MOVIES_CODE_VERSION,
-    description="Movie titles and genres (movie_id, title, genres) from ALS_SOURCE.",
-)
-def movies(context: AssetExecutionContext, spark: SparkResource, source: RatingsSource,
-           postgres: PostgresResource):
-    with permanent_errors():
-        frame = source.load_movies(spark.session, postgres)
-    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    # The data version hashes the rows: unchanged data, unchanged version (see splits.py).
-    version, rows = content_data_version_and_rows(frame)
-    return Output(frame, data_version=version,
-                  metadata={"source": source.describe(postgres), "rows": rows})
+    yield Output(movies, output_name="movies", data_version=movies_version,
+                 metadata={"source": described, "rows": movie_rows})

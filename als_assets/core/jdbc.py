@@ -11,7 +11,7 @@ from psycopg2 import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .pg import PgSettings, connect, split_qualified_name
+from .pg import PgSettings, connect, pg_faults, split_qualified_name
 from .sources import MOVIES_SCHEMA, RATINGS_SCHEMA, SourceError
 
 DEBIAN_JAR = "/usr/share/java/postgresql.jar"
@@ -93,21 +93,29 @@ def id_bounds(settings: PgSettings, table: str, column: str) -> tuple[int, int] 
 
 def postgres_ratings(spark: SparkSession, settings: PgSettings, table: str,
                      partitions: int) -> DataFrame:
-    """A partitioned JDBC read on user_id, bounds taken from the table."""
+    """A partitioned JDBC read on user_id, bounds taken from the table.
+
+    Database faults (psycopg2's for the bounds, Spark JDBC's for the read) come out classified
+    as a PgConnectionError (core/pg.py), so the caller knows whether a retry can help.
+    """
     require_jdbc_driver(spark)
-    bounds = id_bounds(settings, table, "user_id")
-    if bounds is None:
-        raise SourceError(f"PostgreSQL table {table} at {settings.dsn_for_display()} is empty")
-    frame = spark.read.jdbc(
-        settings.jdbc_url(), quoted(table, "ratings table"), column="user_id",
-        lowerBound=bounds[0], upperBound=bounds[1] + 1, numPartitions=max(1, partitions),
-        properties=jdbc_properties(settings),
-    )
+    with pg_faults(settings, table):
+        bounds = id_bounds(settings, table, "user_id")
+        if bounds is None:
+            raise SourceError(f"PostgreSQL table {table} at {settings.dsn_for_display()} is "
+                              "empty")
+        frame = spark.read.jdbc(
+            settings.jdbc_url(), quoted(table, "ratings table"), column="user_id",
+            lowerBound=bounds[0], upperBound=bounds[1] + 1, numPartitions=max(1, partitions),
+            properties=jdbc_properties(settings),
+        )
     return frame.select(*(F.col(f.name).cast(f.dataType) for f in RATINGS_SCHEMA.fields))
 
 
 def postgres_movies(spark: SparkSession, settings: PgSettings, table: str) -> DataFrame:
+    """Read the movies table; faults come out classified, as for the ratings."""
     require_jdbc_driver(spark)
-    frame = spark.read.jdbc(settings.jdbc_url(), quoted(table, "movies table"),
-                            properties=jdbc_properties(settings))
+    with pg_faults(settings, table):
+        frame = spark.read.jdbc(settings.jdbc_url(), quoted(table, "movies table"),
+                                properties=jdbc_properties(settings))
     return frame.select(*(F.col(f.name).cast(f.dataType) for f in MOVIES_SCHEMA.fields))

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -33,7 +34,9 @@ __all__ = [
     "PgConnection",
     "PgConnectionError",
     "PgSettings",
+    "classify_pg_error",
     "connect",
+    "pg_faults",
     "qualified_table",
     "split_qualified_name",
     "validate_identifier",
@@ -51,12 +54,19 @@ _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class PgConnectionError(RuntimeError):
-    """The database could not be reached or refused the login.
+    """The database could not be reached, refused the login, or lacks a table we read.
 
-    A separate type (rather than psycopg2's ``OperationalError``) lets callers map "cannot
-    connect" to its own exit code / retry policy, and guarantees the message was built by us,
-    with the password scrubbed, instead of whatever libpq happened to print.
+    A separate type (rather than psycopg2's ``OperationalError`` or Spark's ``Py4JJavaError``)
+    lets callers map "cannot connect" to its own exit code / retry policy, and guarantees the
+    message was built by us, with the password scrubbed, instead of whatever libpq or the JDBC
+    driver happened to print. ``kind`` says which fault it is (see :func:`classify_pg_error`);
+    ``permanent`` is True when a retry cannot help, so callers need not read the message.
     """
+
+    def __init__(self, message: str, kind: str = "unreachable", permanent: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.permanent = permanent
 
 
 def _env_int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -176,11 +186,8 @@ def connect(settings: PgSettings, *, application_name: str = "als_assets") -> Pg
     try:
         conn = psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as exc:
-        cause = _scrub(str(exc), settings.password) or type(exc).__name__
-        raise PgConnectionError(
-            f"cannot connect to PostgreSQL at {settings._host_port()}/{settings.database} "
-            f"as user {settings.user!r}: {cause}"
-        ) from None  # `from None`: the chained exception would repeat the unscrubbed text
+        # `from None`: the chained exception would repeat the unscrubbed text.
+        raise classify_pg_error(exc, settings) from None
     conn.set_client_encoding("UTF8")
     return conn
 
@@ -223,3 +230,153 @@ def split_qualified_name(name: str, what: str = "table") -> tuple[str, str]:
 def qualified_table(name: str, what: str = "table") -> sql.Identifier:
     """Parse ``schema.table`` into a quoted ``sql.Identifier(schema, table)``."""
     return sql.Identifier(*split_qualified_name(name, what))
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifying faults: one place decides what a retry can fix, for psycopg2 and for Spark's JDBC
+
+# Ordered: the first kind whose SQLSTATE or text matches wins. A refused role ("role "x" does
+# not exist") must be recognised before the generic "does not exist" of a missing table.
+_KINDS: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
+    ("refused login", frozenset({"28P01", "28000"}),
+     ("password authentication failed", "authentication failed", "no pg_hba.conf entry",
+      "no password supplied", "requested password-based authentication", "role \"")),
+    ("unknown database", frozenset({"3D000"}), ("database \"",)),
+    ("unknown host", frozenset(),
+     ("java.net.unknownhostexception", "could not translate host name",
+      "name or service not known", "temporary failure in name resolution",
+      "nodename nor servname")),
+    ("closed port", frozenset(), ("connection refused",)),
+    ("missing table", frozenset({"42P01", "3F000"}),
+     ("relation \"", "schema \"", "undefinedtable")),
+)
+
+
+def _why(kind: str, settings: PgSettings, table: str) -> str:
+    """What the user should check, in the words of the settings they can change."""
+    return {
+        "refused login": f"the server refused the login of user {settings.user!r} "
+                         "(check ALS_PG_USER and ALS_PG_PASSWORD)",
+        "unknown database": f"database {settings.database!r} does not exist "
+                            "(check ALS_PG_DATABASE)",
+        "unknown host": f"host {settings.host!r} is unknown (check ALS_PG_HOST)",
+        "closed port": f"nothing listens on port {settings.port} of {settings.host} "
+                       "(is the server running? check ALS_PG_HOST and ALS_PG_PORT)",
+        "missing table": f"table {table or '?'} does not exist (load it with "
+                         "als-load-movielens, or check ALS_PG_RATINGS_TABLE / "
+                         "ALS_PG_MOVIES_TABLE)",
+    }.get(kind, "the database could not be reached")
+
+
+def _java_chain(throwable) -> Iterator[tuple[str, str, str]]:
+    """(class name, message, SQLSTATE) of a Java throwable and its causes.
+
+    Spark redacts the JDBC URL in its own message and often says only "Couldn't connect"; the
+    driver's cause (ConnectException, UnknownHostException, PSQLException with its SQLSTATE)
+    is further down the chain, so the whole chain is read.
+    """
+    seen = 0
+    while throwable is not None and seen < 20:
+        seen += 1
+        try:
+            name = str(throwable.getClass().getName())
+            message = str(throwable.getMessage() or "")
+            state = ""
+            with suppress(Exception):  # not a java.sql.SQLException: no SQLSTATE
+                state = str(throwable.getSQLState() or "")
+            yield name, message, state
+            throwable = throwable.getCause()
+        except Exception:  # the JVM is gone or the object is not a Java throwable
+            return
+
+
+def _evidence(exc: BaseException) -> tuple[list[str], set[str]]:
+    """Texts and SQLSTATEs of an exception, its Python causes and any Java throwable inside."""
+    texts: list[str] = []
+    states: set[str] = set()
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts.append(f"{type(current).__name__}: {current}")
+        state = getattr(current, "pgcode", None) or ""
+        if state:
+            states.add(state)
+        java = getattr(current, "java_exception", None) or getattr(current, "_origin", None)
+        for name, message, java_state in _java_chain(java):
+            texts.append(f"{name}: {message}")
+            if java_state:
+                states.add(java_state)
+        current = current.__cause__ or current.__context__
+    return texts, states
+
+
+def _kind_of(texts: list[str], states: set[str]) -> str | None:
+    lowered = " ".join(texts).lower()
+    for kind, codes, needles in _KINDS:
+        if states & codes or any(needle in lowered for needle in needles):
+            return kind
+    return None
+
+
+def _cause(texts: list[str], secret: str) -> str:
+    """The most specific line of the evidence: the deepest driver message, scrubbed.
+
+    Spark's top-level message is a redacted URL plus "Couldn't connect"; the last text of the
+    chain is the driver's own reason (e.g. 'FATAL: role "x" does not exist').
+    """
+    meaningful = [t for t in texts if t.split(": ", 1)[-1].strip()]
+    text = meaningful[-1] if meaningful else (texts[0] if texts else "")
+    return _scrub(text, secret)[:300]
+
+
+def classify_pg_error(exc: BaseException, settings: PgSettings,
+                      table: str = "") -> PgConnectionError | None:
+    """The :class:`PgConnectionError` ``exc`` amounts to, or None when it is no database fault.
+
+    Reads psycopg2 errors, our own :class:`PgConnectionError`, and Spark's JDBC errors
+    (``Py4JJavaError`` / captured exceptions wrapping ``java.sql.SQLException`` and
+    ``org.postgresql.util.PSQLException``). A refused login, an unknown host or database, a
+    closed port and a missing table are permanent: retrying only repeats the failed logins and
+    delays the message. Anything else that looks like a connection problem (a timeout, a reset
+    connection) is transient. The message names host, port, database and user, never the
+    password; ``table`` names the table being read, for the missing-table case.
+    """
+    if isinstance(exc, PgConnectionError) and exc.permanent:
+        return exc
+    texts, states = _evidence(exc)
+    kind = _kind_of(texts, states)
+    if kind is None:
+        transient = isinstance(exc, (PgConnectionError, psycopg2.OperationalError)) or any(
+            marker in " ".join(texts).lower()
+            for marker in ("java.net.", "couldn't connect", "connection attempt", "timed out",
+                           "connection reset", "i/o error")
+        )
+        if not transient:
+            return None
+        kind = "unreachable"
+    where = f"PostgreSQL at {settings._host_port()}/{settings.database} as user {settings.user!r}"
+    permanent = kind != "unreachable"
+    verb = f"reading {table} from {where}" if kind == "missing table" else \
+        f"cannot connect to {where}"
+    retry = "not retried" if permanent else "may be retried"
+    message = f"{verb}: {_why(kind, settings, table)}; {retry} ({_cause(texts, settings.password)})"
+    return PgConnectionError(message, kind=kind, permanent=permanent)
+
+
+@contextmanager
+def pg_faults(settings: PgSettings, table: str = "") -> Iterator[None]:
+    """Turn any database fault raised inside into a classified :class:`PgConnectionError`.
+
+    Other errors pass through unchanged. The original is not chained (``from None``) because
+    its text may hold what libpq or the driver printed, unscrubbed.
+    """
+    try:
+        yield
+    except PgConnectionError:
+        raise  # connect() classified it already
+    except Exception as exc:
+        fault = classify_pg_error(exc, settings, table)
+        if fault is None:
+            raise
+        raise fault from None

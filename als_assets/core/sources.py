@@ -18,6 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+# INT32_MAX is re-exported: callers read the limits where the schema is.
+from .rating_rules import INT32_MAX, RATING_MAX, RATING_MIN  # noqa: F401
+
 RATINGS_SCHEMA = T.StructType(
     [
         T.StructField("user_id", T.IntegerType(), True),
@@ -33,8 +36,6 @@ MOVIES_SCHEMA = T.StructType(
         T.StructField("genres", T.StringType(), True),
     ]
 )
-RATING_MIN, RATING_MAX = 0.5, 5.0
-INT32_MAX = 2**31 - 1
 
 GENRES = (
     "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
@@ -255,9 +256,11 @@ def movielens_ratings(spark: SparkSession, folder: str | Path) -> DataFrame:
         F.col("movie_id").try_cast("int").alias("movie_id"),
         F.col("rating").cast("float").alias("rating"),
         F.col("timestamp"),
-        # Keep the raw ids to tell an int32 overflow from a real null in validation.
+        # Keep the raw values to tell an int32 overflow from a real null in validation, and
+        # to show (and find the line of) a rejected row as the file has it.
         F.col("user_id").alias("_raw_user_id"),
         F.col("movie_id").alias("_raw_movie_id"),
+        F.col("rating").alias("_raw_rating"),
     )
 
 
@@ -284,84 +287,7 @@ def movielens_movies(spark: SparkSession, folder: str | Path) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation
-
-
-@dataclass(frozen=True)
-class RatingsSummary:
-    """One aggregation pass over the ratings: counts and the problems found."""
-
-    rows: int
-    users: int
-    movies: int
-    min_rating: float | None
-    max_rating: float | None
-    mean_rating: float | None
-    null_ids: int
-    out_of_scale: int
-    ids_outside_int32: int
-    duplicate_pairs: int
-
-    @property
-    def problems(self) -> list[str]:
-        out = []
-        if self.rows == 0:
-            out.append("no ratings at all")
-        if self.null_ids:
-            out.append(f"{self.null_ids} rows with a null user_id, movie_id or rating")
-        if self.out_of_scale:
-            out.append(
-                f"{self.out_of_scale} ratings outside the scale [{RATING_MIN}, {RATING_MAX}]"
-            )
-        if self.ids_outside_int32:
-            out.append(f"{self.ids_outside_int32} ids outside int32 (0..{INT32_MAX})")
-        if self.duplicate_pairs:
-            out.append(f"{self.duplicate_pairs} duplicate (user_id, movie_id) pairs")
-        return out
-
-
-def summarize_ratings(ratings: DataFrame) -> RatingsSummary:
-    """Count rows, distinct ids and every kind of invalid row, in two Spark jobs."""
-    has_raw = "_raw_user_id" in ratings.columns
-    raw_user = F.col("_raw_user_id") if has_raw else F.col("user_id").cast("long")
-    raw_movie = F.col("_raw_movie_id") if has_raw else F.col("movie_id").cast("long")
-    outside = (raw_user < 0) | (raw_user > INT32_MAX) | (raw_movie < 0) | (raw_movie > INT32_MAX)
-    row = ratings.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("user_id").alias("users"),
-        F.countDistinct("movie_id").alias("movies"),
-        F.min("rating").alias("min_rating"),
-        F.max("rating").alias("max_rating"),
-        F.avg("rating").alias("mean_rating"),
-        F.sum(
-            F.when(
-                (raw_user.isNull() | raw_movie.isNull() | F.col("rating").isNull()), 1
-            ).otherwise(0)
-        ).alias("null_ids"),
-        F.sum(
-            F.when(
-                (F.col("rating") < RATING_MIN) | (F.col("rating") > RATING_MAX)
-                | F.isnan("rating"), 1
-            ).otherwise(0)
-        ).alias("out_of_scale"),
-        F.sum(F.when(outside, 1).otherwise(0)).alias("ids_outside_int32"),
-    ).first()
-    duplicates = (
-        ratings.groupBy("user_id", "movie_id").count().filter(F.col("count") > 1)
-        .agg(F.coalesce(F.sum(F.col("count") - 1), F.lit(0))).first()[0]
-    )
-    return RatingsSummary(
-        rows=row["rows"],
-        users=row["users"],
-        movies=row["movies"],
-        min_rating=row["min_rating"],
-        max_rating=row["max_rating"],
-        mean_rating=row["mean_rating"],
-        null_ids=row["null_ids"] or 0,
-        out_of_scale=row["out_of_scale"] or 0,
-        ids_outside_int32=row["ids_outside_int32"] or 0,
-        duplicate_pairs=int(duplicates or 0),
-    )
+# Validation: see ratings_check.py (Spark) and rating_rules.py (the rules, shared with the loader)
 
 
 def clean_ratings(ratings: DataFrame) -> DataFrame:
