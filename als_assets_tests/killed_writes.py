@@ -186,14 +186,16 @@ def main(argv: list[str]) -> None:
                       replace(PgSettings.from_env(), database=database), "als",
                       TABLES["user_recommendations"], experiment)
     elif what == "materialize":
-        from dagster import DagsterInstance, materialize
+        from dagster import AssetSelection, DagsterInstance, materialize
 
         from als_assets.definitions import all_assets, resources
 
         asset, *partition = args
         _block_storage_writes(signal)
         with DagsterInstance.get() as instance:
-            materialize(all_assets, resources=resources, instance=instance, selection=[asset],
+            # `ratings` comes with `movies`: one step makes both (they switch together).
+            selection = AssetSelection.assets(asset).required_multi_asset_neighbors()
+            materialize(all_assets, resources=resources, instance=instance, selection=selection,
                         partition_key=partition[0] if partition else None)
     else:
         raise SystemExit(f"killed_writes: unknown command {what!r}")

@@ -67,7 +67,7 @@ class Stage:
 @pytest.fixture(scope="module")
 def stage(spark, tmp_path_factory):
     stage = Stage(tmp_path_factory.mktemp("crash"))
-    stage.materialize(AssetSelection.assets("ratings"))
+    stage.materialize(AssetSelection.assets("ratings", "movies"))
     stage.materialize(AssetSelection.assets("training", "validation", "test", "tuned_params"),
                       EXPERIMENT)
     return stage
@@ -86,7 +86,7 @@ def test_a_materialization_killed_in_its_parquet_write(stage, spark, tmp_path):
     assert stage.store.current(("ratings",), None) == before
     assert stage.store.read(("ratings",), None, lambda: spark).count() == 20_000
 
-    stage.materialize(AssetSelection.assets("ratings"))
+    stage.materialize(AssetSelection.assets("ratings", "movies"))
     after = stage.store.current(("ratings",), None)
     assert stage.folders("ratings") == sorted(["CURRENT", before.version, after.version])
     assert stage.leftovers() == []
