@@ -142,14 +142,26 @@ def test_lineage_of_the_model(world):
     node = gql(world, LINEAGE, path=["als_model"])
     assert {tuple(k["path"]) for k in node["dependencyKeys"]} == {
         ("training",), ("validation",), ("tuned_params",), ("ratings",)}
+    # The leaderboard reads each model's validation scores (what the champion is chosen by).
     assert {tuple(k["path"]) for k in node["dependedByKeys"]} == {
-        ("user_factors",), ("item_factors",), ("evaluation",), ("cold_start_report",)}
+        ("user_factors",), ("item_factors",), ("evaluation",), ("cold_start_report",),
+        ("experiment_leaderboard",)}
     assert node["groupName"] == "models" and node["isPartitioned"]
     assert node["kinds"] == ["spark"]
     assert node["opVersion"] == "als_model-1"
     assert {"team": "recsys"} in node["owners"]
     assert {"key": "model", "value": "als"} in node["tags"]
     assert {"key": "scope", "value": "experiment"} in node["tags"]
+
+    # What is served: experiments -> leaderboard -> champion -> als.recommendations, which
+    # also depends on the experiments' recommendations it copies.
+    served = gql(world, LINEAGE, path=["pg_champion_recommendations"])
+    assert {tuple(k["path"]) for k in served["dependencyKeys"]} == {
+        ("champion",), ("user_recommendations",)}
+    champion = gql(world, LINEAGE, path=["champion"])
+    assert {tuple(k["path"]) for k in champion["dependencyKeys"]} == {
+        ("experiment_leaderboard",)}
+    assert champion["groupName"] == "serving" and not champion["isPartitioned"]
 
     ratings = gql(world, LINEAGE, path=["ratings"])
     assert {("training",), ("validation",), ("test",), ("als_model",)} <= {

@@ -76,7 +76,8 @@ LEADERBOARD_METRICS = (
     "ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k",
     "ndcg_at_k_all_relevant", "precision_at_k_all_relevant",
     "most_popular_ndcg_at_k", "most_popular_precision_at_k",
-    "most_popular_ndcg_at_k_all_relevant", "random_ndcg_at_k",
+    "most_popular_ndcg_at_k_all_relevant", "most_popular_precision_at_k_all_relevant",
+    "random_ndcg_at_k",
     "coverage", "popularity_bias", "popular_overlap", "rmse", "mae",
 )
 
