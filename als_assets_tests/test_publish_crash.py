@@ -20,10 +20,13 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not find_jdbc_driver().found,
                                  reason="no PostgreSQL JDBC driver (libpostgresql-jdbc-java)")]
 SPEC = TABLES["user_recommendations"]
+# The test's own sessions carry another name than the publisher's, so that killing the
+# publisher's sessions by name never reaches them.
+TEST_CLIENT = "als_assets_test"
 
 
 def query(settings: PgSettings, text: str, args: tuple = ()) -> list[tuple]:
-    conn = connect(settings)
+    conn = connect(settings, application_name=TEST_CLIENT)
     try:
         with conn.cursor() as cur:
             cur.execute(text, args)
@@ -101,7 +104,9 @@ def test_a_broken_connection_does_not_hide_the_publish_error(spark, pg_settings)
         conn.close()
         raise RuntimeError("boom: the write failed")
 
-    frame = recommendations(spark, [1, 2, 3], 5).filter(
+    # One partition: the breaker runs once, not again in a second task still running while
+    # the test goes on.
+    frame = recommendations(spark, [1, 2, 3], 5).coalesce(1).filter(
         F.udf(break_publish, "boolean")(F.col("user_id")))
     with pytest.raises(Exception, match="boom: the write failed") as info:
         publish_frame(frame, settings, "als", SPEC, "broken")
@@ -110,7 +115,7 @@ def test_a_broken_connection_does_not_hide_the_publish_error(spark, pg_settings)
     assert note.startswith(f"the staging table als.{left} could not be dropped (")
     assert note.endswith("); the next publish to als drops it")
 
-    conn = connect(settings)
+    conn = connect(settings, application_name=TEST_CLIENT)
     try:
         with conn.cursor() as cur:
             assert drop_orphaned_stages(cur, "als") == [left]
