@@ -19,7 +19,7 @@ from ..partitions import experiment_config, experiment_partitions
 from ..plots import evaluation_chart_md
 from ..versions import OWNERS, config_data_version, config_hash, experiment_tags
 
-EVALUATION_CODE_VERSION = "evaluation-2"
+EVALUATION_CODE_VERSION = "evaluation-3"
 LIST_LABELS = {"model": "ALS model", "most_popular": "most popular", "random": "random"}
 
 

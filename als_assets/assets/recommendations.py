@@ -3,8 +3,8 @@
 
 from dagster import AssetExecutionContext, Output, asset
 
+from ..core.distributed import recommend
 from ..core.ranking import rated_outside
-from ..core.topk import recommend_for_users
 from ..partitions import experiment_config, experiment_partitions
 from ..versions import OWNERS, config_data_version, experiment_tags
 
@@ -26,7 +26,7 @@ def user_recommendations(context: AssetExecutionContext, user_factors, item_fact
     config = experiment_config(context).ranking
     # Everything the user rated outside test: the lists the test split judges.
     seen = rated_outside(training, validation) if config.exclude_seen else None
-    table = recommend_for_users(user_factors, item_factors, config.k, seen).persist()
+    table = recommend(user_factors, item_factors, config.k, seen).persist()
     version = config_data_version(context, RECOMMENDATIONS_CODE_VERSION,
                                   ["user_factors", "item_factors", "training", "validation"],
                                   {"ranking": config})

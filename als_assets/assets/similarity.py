@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ..core.topk import SIMILARITY_SCHEMA, similar_items
+from ..core.distributed import similar
 from ..partitions import experiment_config, experiment_partitions
 from ..versions import OWNERS, config_data_version, experiment_tags
 
@@ -65,16 +65,15 @@ def item_similarity(context: AssetExecutionContext, item_factors, training, movi
     config = experiment_config(context).similarity
     counts = rating_counts(training)
     eligible = counts.loc[counts["count"] >= config.min_ratings, "movie_id"].to_numpy()
-    # The neighbours are computed on the driver: the metadata comes from that frame, not from
-    # more Spark queries over the table.
-    neighbours = similar_items(item_factors, eligible, config.top_n)
-    table = item_factors.sparkSession.createDataFrame(neighbours, schema=SIMILARITY_SCHEMA)
-    shown = showcase_movies(neighbours, counts)
+    table = similar(item_factors, eligible, config.top_n).persist()
+    present = table.select("movie_id").distinct().toPandas()
+    shown = showcase_movies(present, counts)
+    neighbours = table.filter(F.col("movie_id").isin(shown)).toPandas()
     version = config_data_version(context, SIMILARITY_CODE_VERSION,
                                   ["item_factors", "training", "movies"], {"similarity": config})
     return Output(table, data_version=version, metadata={
-        "rows": len(neighbours),
-        "items_with_neighbours": int(neighbours["movie_id"].nunique()),
+        "rows": table.count(),
+        "items_with_neighbours": len(present),
         "eligible_items": len(eligible),
         "top_n": config.top_n,
         "min_ratings": config.min_ratings,

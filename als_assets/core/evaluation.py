@@ -9,6 +9,7 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .distributed import choose_path, judge_on_executors
 from .experiments import ExperimentConfig
 from .metrics import RANKING_METRICS, regression_metrics
 from .ranking import Catalogue, HeldOut, ListScores, judge, rated_outside
@@ -82,10 +83,15 @@ def evaluate_model(model: ALSModel, training: DataFrame, validation: DataFrame, 
     served recommendations and of both baselines for the same users against the test ratings;
     with `exclude_seen`, every list leaves out the movies rated in training and validation."""
     rk = config.ranking
-    held = HeldOut.collect(rated_outside(training, validation), test, rk.k,
-                           rk.relevance_threshold, rk.exclude_seen)
     catalogue = Catalogue.of(training)
-    lists = judge(TopK.from_spark(recommendations), held, catalogue)
+    seen = rated_outside(training, validation)
+    users = recommendations.select("user_id").distinct().count()
+    if choose_path(training.sparkSession, users, catalogue.size) == "executors":
+        lists = judge_on_executors(recommendations, seen if rk.exclude_seen else None, test,
+                                   catalogue, rk.k, rk.relevance_threshold)
+    else:
+        held = HeldOut.collect(seen, test, rk.k, rk.relevance_threshold, rk.exclude_seen)
+        lists = judge(TopK.from_spark(recommendations), held, catalogue)
     rmse = mae = rows = baseline_rmse = None
     if not config.implicit.enabled:
         reg = regression_metrics(model.copy({model.coldStartStrategy: "drop"}).transform(test))

@@ -106,7 +106,7 @@ def random_lists(user_ids: np.ndarray, catalogue: Catalogue, k: int,
     zeros = np.zeros((user_ids.size, 1), dtype=np.float32)
     return recommend_arrays(user_ids, zeros, catalogue.item_ids,
                             np.zeros((catalogue.size, 1), dtype=np.float32), k, seen,
-                            score_block=random_scores(seed))
+                            score_block=random_scores(seed, user_ids))
 
 
 @dataclass(frozen=True)
@@ -124,32 +124,91 @@ class ListScores:
     popular_overlap: float
 
 
+@dataclass(frozen=True)
+class PartialScores:
+    """One list's figures over a subset of users, to be combined with the other subsets':
+    metric means with the number of users they are over, and sums instead of shares. Users are
+    never split between subsets, so the combined means are the means over all users."""
+
+    name: str
+    relevant: RankingMetrics
+    all_relevant: RankingMetrics
+    rows: int
+    popularity_sum: float
+    overlap_sum: float
+    items: np.ndarray  # distinct catalogue movies recommended to these users
+
+
+def partial_scores(name: str, lists: TopK, held: HeldOut, catalogue: Catalogue,
+                   popular: TopK) -> PartialScores:
+    items = np.unique(lists.item_ids)
+    pos = np.searchsorted(catalogue.item_ids, lists.item_ids).clip(0, max(0, catalogue.size - 1))
+    known = catalogue.item_ids[pos] == lists.item_ids if catalogue.size else \
+        np.zeros(lists.item_ids.size, dtype=bool)
+    counts = np.where(known, catalogue.counts[pos] if catalogue.size else 0, 0)
+    overlap = np.isin(pair_keys(lists.user_ids, lists.item_ids),
+                      pair_keys(popular.user_ids, popular.item_ids))
+    return PartialScores(name, held.score(lists), held.score(lists, all_relevant=True),
+                         int(lists.item_ids.size), float(counts.sum()), float(overlap.sum()),
+                         items[np.isin(items, catalogue.item_ids)])
+
+
 def list_scores(name: str, lists: TopK, held: HeldOut, catalogue: Catalogue,
                 popular: TopK) -> ListScores:
-    if lists.item_ids.size:
-        recommended = np.unique(lists.item_ids)
-        coverage = float(np.isin(recommended, catalogue.item_ids).sum() / max(1, catalogue.size))
-        pos = np.searchsorted(catalogue.item_ids, lists.item_ids).clip(0, catalogue.size - 1)
-        known = catalogue.item_ids[pos] == lists.item_ids
-        counts = np.where(known, catalogue.counts[pos], 0)
-        bias = float(counts.mean())
-        overlap = float(np.isin(pair_keys(lists.user_ids, lists.item_ids),
-                                pair_keys(popular.user_ids, popular.item_ids)).mean())
-    else:
-        coverage, bias, overlap = 0.0, float("nan"), float("nan")
-    return ListScores(name, held.score(lists), held.score(lists, all_relevant=True), coverage,
-                      bias, overlap)
+    """One list's scores over all of its users."""
+    return combine([partial_scores(name, lists, held, catalogue, popular)], catalogue.size,
+                   held.k)
+
+
+def judge_partial(mine: TopK, held: HeldOut, catalogue: Catalogue, seed: int = RANDOM_SEED
+                  ) -> tuple[PartialScores, ...]:
+    """A model's top-K lists and both baselines' for the same users (those with a list in
+    `mine`), judged on the same held-out pairs: (model, most_popular, random)."""
+    user_ids = np.unique(mine.user_ids)
+    popular = popular_lists(user_ids, catalogue, held.k, held.seen)
+    rand = random_lists(user_ids, catalogue, held.k, held.seen, seed)
+    return tuple(partial_scores(name, lists, held, catalogue, popular)
+                 for name, lists in zip(LISTS, (mine, popular, rand), strict=True))
+
+
+def _mean(parts: list[RankingMetrics], k: int) -> RankingMetrics:
+    parts = [p for p in parts if p.users_evaluated]
+    if len(parts) == 1:
+        return parts[0]
+    n = sum(p.users_evaluated for p in parts)
+    if not n:
+        return RankingMetrics(k, np.nan, np.nan, np.nan, np.nan, 0)
+
+    def weighted(metric: str) -> float:
+        return float(sum(getattr(p, metric) * p.users_evaluated for p in parts) / n)
+
+    return RankingMetrics(k, weighted("precision_at_k"), weighted("recall_at_k"),
+                          weighted("ndcg_at_k"), weighted("map_at_k"), n)
+
+
+def combine(parts: list[PartialScores], catalogue_size: int, k: int,
+            coverage_items: int | None = None) -> ListScores:
+    """One list's `ListScores` from its partial figures over disjoint sets of users.
+    `coverage_items`, when given, is the number of distinct catalogue movies recommended,
+    counted where the parts were made (their `items` are then not read)."""
+    rows = sum(p.rows for p in parts)
+    if coverage_items is None:
+        coverage_items = np.unique(np.concatenate([p.items for p in parts])).size if parts else 0
+    return ListScores(
+        parts[0].name if parts else "",
+        _mean([p.relevant for p in parts], k),
+        _mean([p.all_relevant for p in parts], k),
+        coverage_items / max(1, catalogue_size) if rows else 0.0,
+        sum(p.popularity_sum for p in parts) / rows if rows else float("nan"),
+        sum(p.overlap_sum for p in parts) / rows if rows else float("nan"),
+    )
 
 
 def judge(mine: TopK, held: HeldOut, catalogue: Catalogue, seed: int = RANDOM_SEED
           ) -> tuple[ListScores, ...]:
-    """A model's top-K lists and both baselines' for the same users, judged on the same
-    held-out pairs: (model, most_popular, random)."""
-    user_ids = np.unique(mine.user_ids)
-    popular = popular_lists(user_ids, catalogue, held.k, held.seen)
-    rand = random_lists(user_ids, catalogue, held.k, held.seen, seed)
-    return tuple(list_scores(name, lists, held, catalogue, popular)
-                 for name, lists in zip(LISTS, (mine, popular, rand), strict=True))
+    """`judge_partial` over every user at once, on the driver."""
+    return tuple(combine([part], catalogue.size, held.k)
+                 for part in judge_partial(mine, held, catalogue, seed))
 
 
 def judge_model(model: ALSModel, held: HeldOut, catalogue: Catalogue,

@@ -195,13 +195,17 @@ def recommend_arrays(user_ids: np.ndarray, users: np.ndarray, item_ids: np.ndarr
     return TopK(user_ids[q].astype(np.int64), item_ids[c].astype(np.int64), s, _ranks(q))
 
 
-def random_scores(seed: int) -> ScoreBlock:
-    """A `score_block` of uniform random scores: the random-ranking floor. Each block of query
-    rows draws from a generator seeded with (seed, the block's first row), so the lists are
-    reproducible for the same users, seed and block size."""
+def random_scores(seed: int, user_ids: np.ndarray) -> ScoreBlock:
+    """A `score_block` of uniform random scores for the query rows `user_ids`: the
+    random-ranking floor. Each user's scores come from a generator seeded with (seed, user id),
+    so a user's list does not depend on which other users are ranked with it (on the driver or
+    in a task on an executor)."""
     def score(start: int, stop: int, n_candidates: int) -> np.ndarray:
-        rng = np.random.default_rng([seed, start])
-        return rng.random((stop - start, n_candidates), dtype=np.float32)
+        out = np.empty((stop - start, n_candidates), dtype=np.float32)
+        for row, user in enumerate(user_ids[start:stop]):
+            out[row] = np.random.default_rng([seed, int(user) & 0xFFFFFFFF]).random(n_candidates,
+                                                                       dtype=np.float32)
+        return out
 
     return score
 
