@@ -30,6 +30,8 @@ class VersionedSparkIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None
+        if isinstance(obj, DataFrame):
+            describe_jobs(obj.sparkSession, context.asset_key.to_user_string(), partition)
         stored = self.store.write(tuple(context.asset_key.path), partition, obj,
                                   tag=context.run_id or "")
         context.add_output_metadata({"storage_path": stored.path,
@@ -50,6 +52,8 @@ class VersionedSparkIOManager(ConfigurableIOManager):
             return self.store.read(asset, partition, lambda: self.spark.session)
         # A version folder never changes, so its path is a safe cache key within a session.
         session = self.spark.session
+        describe_jobs(session, context.op_def.name,
+                      context.partition_key if context.has_partition_key else None)
         key = (id(session), str(self.store.slot(asset, partition)))
         cached = _READ_CACHE.get(key)
         if cached is not None and cached[0] == stored.path:
@@ -60,6 +64,12 @@ class VersionedSparkIOManager(ConfigurableIOManager):
         frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
         _READ_CACHE[key] = (stored.path, frame)
         return frame
+
+
+def describe_jobs(session, step: str, partition: str | None) -> None:
+    """Name the Spark jobs that follow after the step (and partition) that runs them, so the
+    Spark UI, the event log and a cluster's history tell which asset each stage served."""
+    session.sparkContext.setJobDescription(f"{step} [{partition}]" if partition else step)
 
 
 # The current version of each asset partition read in this process, persisted: the steps of a

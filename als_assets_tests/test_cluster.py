@@ -1,4 +1,4 @@
-"""A real Spark standalone cluster on loopback: master and worker from pyspark's spark-class.
+"""A real Spark standalone cluster on loopback: master and two workers from pyspark's spark-class.
 
 The experiment runs through the same `dagster asset materialize` command users run, in a
 subprocess (this test process already owns a local SparkContext).
@@ -60,12 +60,12 @@ def wait_for(predicate, timeout: float, what: str):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A master and a 2-core worker on 127.0.0.1; both stopped afterwards, also on failure."""
+    """A master and two 1-core workers on 127.0.0.1; all stopped afterwards, also on failure."""
     work = tmp_path_factory.mktemp("cluster")
-    port, master_ui, worker_ui = free_port(), free_port(), free_port()
+    port, master_ui = free_port(), free_port()
+    worker_uis = [free_port(), free_port()]
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
-           "SPARK_WORKER_DIR": str(work / "worker"), "SPARK_LOG_DIR": str(work / "logs"),
-           "PYSPARK_PYTHON": sys.executable}
+           "SPARK_LOG_DIR": str(work / "logs"), "PYSPARK_PYTHON": sys.executable}
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     procs = []
     try:
@@ -76,15 +76,18 @@ def cluster(tmp_path_factory):
             start_new_session=True))
         url = f"spark://127.0.0.1:{port}"
         wait_for(lambda: check_master_reachable(url, 1) is None, 60, "master")
-        procs.append(subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
-             "--cores", "2", "--memory", "3g", "--webui-port", str(worker_ui)],
-            env=env, stdout=open(work / "worker.log", "w"), stderr=subprocess.STDOUT,
-            start_new_session=True))
+        for n, ui in enumerate(worker_uis):
+            procs.append(subprocess.Popen(
+                [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host",
+                 "127.0.0.1", "--cores", "1", "--memory", "2g", "--webui-port", str(ui),
+                 "--work-dir", str(work / f"worker{n}")],
+                env=env, stdout=open(work / f"worker{n}.log", "w"), stderr=subprocess.STDOUT,
+                start_new_session=True))
         master_json = f"http://127.0.0.1:{master_ui}/json/"
-        wait_for(lambda: get_json(master_json)["aliveworkers"] == 1, 90, "worker")
+        wait_for(lambda: get_json(master_json)["aliveworkers"] == 2, 90, "workers")
         yield {"url": url, "master_json": master_json,
-               "worker_json": f"http://127.0.0.1:{worker_ui}/json/", "work": work}
+               "worker_jsons": [f"http://127.0.0.1:{ui}/json/" for ui in worker_uis],
+               "work": work}
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -94,6 +97,49 @@ def cluster(tmp_path_factory):
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def spark_conf_dir(path: Path, events: Path) -> Path:
+    """A SPARK_CONF_DIR whose spark-defaults.conf sends the per-user work to the executors
+    (this data is small enough for the driver path) and keeps an event log of every task."""
+    path.mkdir()
+    events.mkdir()
+    (path / "spark-defaults.conf").write_text(
+        "spark.als.topk.path executors\n"
+        "spark.eventLog.enabled true\n"
+        f"spark.eventLog.dir {events.as_uri()}\n"
+        "spark.eventLog.compress false\n"
+        # Tasks go to whichever worker has a free core instead of waiting for shuffle locality.
+        "spark.locality.wait 0s\n")
+    return path
+
+
+def python_tasks_by_step(events: Path, app_id: str) -> dict[str, set[str]]:
+    """From the application's event log: for each step (the job description the IO manager
+    sets, without its partition), the executor ids that ran tasks of its `mapInPandas` stages:
+    the per-user and per-movie ranking, not just the reads around it."""
+    by_step: dict[str, set[str]] = {}
+    step_of_stage: dict[int, str] = {}
+    python_stages: set[int] = set()
+    # Spark 4 writes an application's log as a folder of rolled files (eventlog_v2_<app>).
+    for log in sorted((events / f"eventlog_v2_{app_id}").glob("events_*")):
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            kind = event["Event"]
+            if kind == "SparkListenerJobStart":
+                described = (event.get("Properties") or {}).get("spark.job.description")
+                for stage in event["Stage IDs"]:
+                    if described:
+                        step_of_stage[stage] = described.split(" [")[0]
+            elif kind == "SparkListenerStageSubmitted":
+                info = event["Stage Info"]
+                if any('"MapInPandas"' in (rdd.get("Scope") or "") for rdd in info["RDD Info"]):
+                    python_stages.add(info["Stage ID"])
+            elif kind == "SparkListenerTaskEnd" and event["Stage ID"] in python_stages:
+                step = step_of_stage.get(event["Stage ID"])
+                if step:
+                    by_step.setdefault(step, set()).add(event["Task Info"]["Executor ID"])
+    return by_step
 
 
 def materialize_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -106,8 +152,9 @@ def materialize_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not find_jdbc_driver().found, reason="no PostgreSQL JDBC driver")
 def test_postgres_experiment_materializes_on_a_standalone_cluster(cluster, pg_settings,
                                                                    tmp_path):
-    """The notebook's setting: MovieLens in PostgreSQL, read over JDBC by a standalone cluster,
-    results published back; the same commands as in the README."""
+    """The notebook's setting: MovieLens in PostgreSQL, read over JDBC by a standalone cluster
+    of two workers, results published back; the same commands as in the README. The
+    recommendation, evaluation and similarity tasks run on both workers."""
     folder = write_movielens_folder(tmp_path / "ml", 20_000)
     load = subprocess.run([str(DAGSTER.with_name("als-load-movielens")), str(folder), "--quiet",
                            "--database", pg_settings.database], capture_output=True, text=True,
@@ -117,11 +164,13 @@ def test_postgres_experiment_materializes_on_a_standalone_cluster(cluster, pg_se
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("")
+    events = tmp_path / "events"
     env = {**os.environ, "SPARK_MASTER": cluster["url"], "DAGSTER_HOME": str(home),
            "ALS_STORAGE_ROOT": str(tmp_path / "shared_storage"),
            "ALS_EXPERIMENTS_FILE": str(HERE / "e2e_experiments.yaml"),
            "ALS_SOURCE": "postgres", "ALS_PG_DATABASE": pg_settings.database,
            "ALS_JDBC_PARTITIONS": "2", "SPARK_DRIVER_MEMORY": "1g",
+           "SPARK_CONF_DIR": str(spark_conf_dir(tmp_path / "conf", events)),
            "PYSPARK_PYTHON": sys.executable}
     sources = materialize_cli(env, "--select", "ratings,movies")
     assert sources.returncode == 0, sources.stderr[-3000:]
@@ -144,12 +193,20 @@ def test_postgres_experiment_materializes_on_a_standalone_cluster(cluster, pg_se
     apps = [a for a in master["completedapps"] + master["activeapps"]
             if a["name"] == "als_assets"]
     assert len(apps) == 2, master  # one application per dagster run
-    assert all(a["cores"] >= 1 for a in apps)
-    worker = get_json(cluster["worker_json"])
-    app_ids = {a["id"] for a in apps}
-    executors = [e for e in worker["finishedexecutors"] + worker["executors"]
-                 if e["appid"] in app_ids]
-    assert {e["appid"] for e in executors} == app_ids  # executors on the worker did the work
+    experiment_app = max(apps, key=lambda a: a["starttime"])["id"]
+    # Which worker hosted which executor of the experiment's application, from the workers.
+    worker_of: dict[str, int] = {}
+    for n, url in enumerate(cluster["worker_jsons"]):
+        worker = get_json(url)
+        for e in worker["finishedexecutors"] + worker["executors"]:
+            if e["appid"] == experiment_app:
+                worker_of[str(e["id"])] = n
+    assert set(worker_of.values()) == {0, 1}, worker_of
+    # The per-user work (lists, their judgement) and the similarity ran on both workers.
+    by_step = python_tasks_by_step(events, experiment_app)
+    for step in ("user_recommendations", "evaluation", "item_similarity"):
+        assert {worker_of[e] for e in by_step.get(step, ()) if e in worker_of} == {0, 1}, \
+            (step, by_step)
     # The model was written by executors into the shared storage root.
     assert list((tmp_path / "shared_storage" / "als_model" / "e2e_holdout").glob("v*/model"))
 

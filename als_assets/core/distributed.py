@@ -89,9 +89,20 @@ def _ids(frame: DataFrame) -> str:
     return next(c for c in frame.columns if c != "features")
 
 
+def spread(frame: DataFrame, column: str) -> DataFrame:
+    """`frame` hashed by `column` over at least as many partitions as the cluster has cores: a
+    small factor table read from one Parquet file is one partition, which would rank every
+    query row in one task on one executor."""
+    spark = frame.sparkSession
+    n = max(spark.sparkContext.defaultParallelism,
+            int(spark.conf.get("spark.sql.shuffle.partitions", "2")))
+    return frame.repartition(n, column)
+
+
 def with_seen(queries: DataFrame, seen: DataFrame | None, id_name: str = "user_id") -> DataFrame:
     """(id_name, features, seen: array<int>) with each user's seen movies, empty if none."""
-    rows = queries.select(F.col(_ids(queries)).cast("int").alias(id_name), "features")
+    rows = spread(queries.select(F.col(_ids(queries)).cast("int").alias(id_name), "features"),
+                  id_name)
     if seen is None:
         return rows.withColumn("seen", F.array().cast("array<int>"))
     lists = seen.groupBy(F.col("user_id").cast("int").alias(id_name)) \
@@ -164,7 +175,8 @@ def similar_items_on_executors(item_factors: DataFrame, eligible: DataFrame, top
                 "rank": _ranks(q),
             })
 
-    return factors.select("movie_id").mapInPandas(rank_batches, SIMILARITY_SCHEMA)
+    return spread(factors.select("movie_id"), "movie_id") \
+        .mapInPandas(rank_batches, SIMILARITY_SCHEMA)
 
 
 PARTIAL_SCHEMA = T.StructType([
