@@ -58,7 +58,8 @@ def spark_master() -> str:
 
 
 def class_archive_dir() -> str:
-    """ALS_JVM_CLASS_ARCHIVE: folder of the driver JVM's class-data archive, or `off`."""
-    cache = Path(env("XDG_CACHE_HOME", str(Path.home() / ".cache"))).expanduser()
-    value = env("ALS_JVM_CLASS_ARCHIVE", str(cache / "als_assets" / "jvm"))
+    """ALS_JVM_CLASS_ARCHIVE: folder of the driver JVM's class-data archive; empty (the
+    default) or `off`: none. Opt-in, because writing it costs the first run a busy core and a
+    large file in that folder."""
+    value = env("ALS_JVM_CLASS_ARCHIVE", "")
     return "" if value.lower() in ("off", "0", "false", "no", "none") else value
