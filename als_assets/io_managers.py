@@ -21,12 +21,13 @@ class VersionedSparkIOManager(ConfigurableIOManager):
     so the steps of a run that share a split read its Parquet once.
     """
 
-    root: str = Field(description="Storage root (ALS_STORAGE_ROOT); shared by every Spark node.")
+    root: str = Field(default="", description="Storage root; shared by every Spark node "
+                      "(empty: the Spark resource's, which checkpoints there too).")
     spark: ResourceDependency[SparkResource]
 
     @property
     def store(self) -> VersionedStore:
-        return VersionedStore(self.root)
+        return VersionedStore(self.root or self.spark.root)
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None

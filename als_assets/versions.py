@@ -43,9 +43,11 @@ def stable_hash(payload: Any) -> str:
 
 
 def config_hash(*sections: Any) -> str:
-    """A short stable hash of config values (dataclasses as dicts, anything JSON can show)."""
-    return stable_hash([asdict(s) if is_dataclass(s) and not isinstance(s, type) else s
-                    for s in sections])
+    """A short stable hash of config values (dataclasses as dicts, or their `hashed_fields()`
+    where they leave out fields that do not change results; anything JSON can show)."""
+    return stable_hash([s.hashed_fields() if hasattr(s, "hashed_fields") else
+                        asdict(s) if is_dataclass(s) and not isinstance(s, type) else s
+                        for s in sections])
 
 
 def _content_aggregates(columns: Sequence[str]) -> list:

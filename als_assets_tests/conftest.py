@@ -6,11 +6,8 @@ fixtures (Dagster instances, materializations) can be added below.
 
 from __future__ import annotations
 
-import atexit
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -18,16 +15,11 @@ from dataclasses import replace
 # tests do not depend on the machine's hostname resolving.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-# The definitions read their settings at import: point them at the tests' small experiments,
-# 20k synthetic ratings and a throwaway storage root, whatever the caller's environment says.
+# The experiments are the partitions, part of the graph's definition: the code location reads
+# their file when it loads, so the tests' small experiments are named before anything imports
+# it. Every other setting is given to the resources explicitly (als_assets_tests/project.py).
 _HERE = os.path.dirname(os.path.abspath(__file__))
 os.environ["ALS_EXPERIMENTS_FILE"] = os.path.join(_HERE, "e2e_experiments.yaml")
-os.environ["ALS_SOURCE"] = "synthetic"
-os.environ["ALS_SYNTHETIC_RATINGS"] = "20000"
-os.environ["ALS_STORAGE_ROOT"] = tempfile.mkdtemp(prefix="als_assets_tests_")
-atexit.register(shutil.rmtree, os.environ["ALS_STORAGE_ROOT"], True)
-os.environ["SPARK_MASTER"] = "local[2]"
-os.environ["SPARK_DRIVER_MEMORY"] = "2g"
 
 import pytest  # noqa: E402
 from psycopg2 import sql  # noqa: E402
@@ -42,10 +34,9 @@ def spark(tmp_path_factory):
 
     checkpoint_dir = tmp_path_factory.mktemp("spark-checkpoints")
     from als_assets.core.jdbc import find_jdbc_driver
-
-    driver = find_jdbc_driver()
     from als_assets.settings import class_archive_dir
 
+    driver = find_jdbc_driver()
     session = build_spark_session(
         SparkSettings(master="local[2]", driver_memory="2g", checkpoint_dir=str(checkpoint_dir),
                       jars=(driver.jar,) if driver.jar else (),

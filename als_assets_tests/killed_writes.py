@@ -121,6 +121,8 @@ class Blocked:
 
     def __init__(self, tmp: Path, what: str, *args: str, env: dict | None = None,
                  timeout: float = 180.0):
+        from als_assets_tests.project import CHILD_ENV  # the parent's settings, not the child's
+
         tmp.mkdir(parents=True, exist_ok=True)
         self.signal = tmp / f"signal-{what}-{time.time_ns()}"
         self.log = self.signal.with_suffix(".log")
@@ -128,7 +130,8 @@ class Blocked:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "als_assets_tests.killed_writes", what, str(self.signal),
                  *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=str(Path(__file__).resolve().parents[1]), env={**os.environ, **(env or {})})
+                cwd=str(Path(__file__).resolve().parents[1]),
+                env={**os.environ, **CHILD_ENV, **(env or {})})
         deadline = time.monotonic() + timeout
         while not self.signal.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -19,9 +19,10 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from als_assets.core import storage
 from als_assets.core.storage import VersionedStore
 from als_assets.core.tuning import TuningResult
-from als_assets.definitions import all_assets, resources
+from als_assets.definitions import all_assets
 from als_assets.io_managers import VersionedSparkIOManager
 from als_assets.resources import SparkResource
+from als_assets_tests.project import RESOURCES as resources
 
 from .killed_writes import Blocked
 

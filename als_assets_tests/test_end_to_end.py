@@ -1,7 +1,7 @@
 """End-to-end materializations: every experiment kind on synthetic data, one on ml-latest-small.
 
-conftest.py points the project at als_assets_tests/e2e_experiments.yaml, a temporary storage
-root and 20k synthetic ratings before the definitions are imported.
+conftest.py points the code location at als_assets_tests/e2e_experiments.yaml; project.py gives
+the resources a temporary storage root and 20k synthetic ratings.
 """
 
 import math
@@ -21,10 +21,12 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import functions as F
 
 from als_assets.core.modeling import fit_als
-from als_assets.definitions import all_assets, defs, resources
+from als_assets.definitions import all_assets
 from als_assets.io_managers import VersionedSparkIOManager
 from als_assets.partitions import CHAMPION_RULE, EXPERIMENTS
 from als_assets.resources import RatingsSource, SparkResource
+from als_assets_tests.project import DEFS as defs
+from als_assets_tests.project import RESOURCES as resources
 
 SYNTHETIC = ("e2e_holdout", "e2e_tvs", "e2e_cv", "e2e_implicit", "e2e_ranking")
 TUNING_ONLY = "e2e_tuning_only"

@@ -80,6 +80,22 @@ def test_implicit_als(shipped):
     assert [p.alpha for p in c.tuning.grid.points()] == [40.0]
 
 
+def test_automate_is_off_unless_set_and_the_ranking_study_sets_it(shipped):
+    assert [name for name, c in shipped.items() if c.automate] == ["implicit_ranking"]
+    configs = parse_experiments(doc("automate: true") + "\n  other: {}\n")
+    assert configs["exp1"].automate is True and configs["other"].automate is False
+
+
+def test_automate_leaves_the_config_hash_alone():
+    from dataclasses import replace
+
+    from als_assets.versions import config_hash
+
+    plain = parse_experiments(doc("tuning: {grid: {rank: 5}}"))["exp1"]
+    assert config_hash(replace(plain, automate=True)) == config_hash(plain)
+    assert config_hash(replace(plain, cold_start_strategy="nan")) != config_hash(plain)
+
+
 def test_defaults_are_the_notebooks():
     c = parse_experiments("experiments:\n  plain: {}\n")["plain"]
     assert c.split.ratios == (0.6, 0.2, 0.2) and c.split.seed == 42
@@ -140,7 +156,7 @@ def test_implicit_alpha_grid_is_kept():
 # Errors inside one experiment: the message names the experiment and the field.
 
 FIELD_ERRORS = [
-    ("unknown top-level key", "colour: blue", ["colour", "unknown key"]),
+    ("unknown top-level key", "colour: blue", ["colour", "unknown key", "automate, "]),
     ("unknown nested key", "tuning: {grid: {rnak: [10]}}", ["tuning.grid.rnak", "unknown key"]),
     ("unknown key in split", "split: {seeds: 1}", ["split.seeds", "unknown key"]),
     ("unknown key in tuning", "tuning: {folds: 3}", ["tuning.folds", "unknown key"]),
@@ -199,6 +215,7 @@ FIELD_ERRORS = [
     ("non-numeric sample_user", "sample_user: alice", ["sample_user", "expected a number"]),
     ("grid not a mapping", "tuning: {grid: [10, 20]}", ["tuning.grid", "expected a mapping"]),
     ("section not a mapping", "split: 0.6", ["split", "expected a mapping"]),
+    ("non-boolean automate", "automate: sometimes", ["automate", "true/false"]),
     ("unknown stop_after", "stop_after: evaluation",
      ["stop_after", "'evaluation'", "tuned_params"]),
 ]

@@ -25,10 +25,11 @@ from als_assets.assets.reports import leaderboard_markdown, partition_link
 from als_assets.core.experiments import ChampionRule, SplitConfig
 from als_assets.core.plots import is_png
 from als_assets.core.reports import leaderboard_frame
-from als_assets.definitions import all_assets, resources
+from als_assets.definitions import all_assets
 from als_assets.io_managers import VersionedSparkIOManager
 from als_assets.resources import RatingsSource
 from als_assets.versions import config_hash, content_data_version, content_data_versions
+from als_assets_tests.project import RESOURCES as resources
 
 EXPERIMENTS = ("e2e_holdout", "e2e_implicit")
 CHAIN = AssetSelection.tag("scope", "experiment")

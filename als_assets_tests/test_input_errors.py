@@ -203,8 +203,8 @@ def test_kept_unknown_movie_is_written_with_a_warning(spark, tmp_path):
 def test_unknown_partition_lists_the_experiments():
     from dagster import AssetSelection
 
-    from als_assets.definitions import resources
     from als_assets.partitions import EXPERIMENTS, UnknownExperimentError
+    from als_assets_tests.project import RESOURCES as resources
 
     with pytest.raises(UnknownExperimentError) as info:
         materialize(all_assets, resources=resources, instance=DagsterInstance.ephemeral(),

@@ -15,6 +15,7 @@ from als_assets.core.jvm_archive import (
     DYNAMIC_ARCHIVE_MAGIC,
     QUIET_DUMP,
     archive_key,
+    archive_path,
     heap_bytes,
     prepare_class_archive,
     record_dumping_jvm,
@@ -109,6 +110,48 @@ def test_half_written_dump_is_removed(tmp_path):
     assert not first.dump_to.exists() and not first.marker.exists()
     assert not plan.archive.exists()
     assert plan.dump_to is not None and plan.dump_to != first.dump_to
+
+
+def test_writing_a_new_key_evicts_the_other_keys(tmp_path):
+    old = prepare_class_archive(tmp_path, "k1", alive=_dead)
+    _dump(old, 4242, finished=True)
+    assert prepare_class_archive(tmp_path, "k1", alive=_dead).in_use
+    # Dumps of two more keys: one whose JVM still writes it, one whose JVM died.
+    running, dead = tmp_path / "spark-k3.a.tmp", tmp_path / "spark-k4.b.tmp"
+    for dump, pid in ((running, 4343), (dead, 4444)):
+        dump.write_bytes(b"\0" * 8)
+        dump.with_suffix(".pid").write_text(f"{pid}\n")
+
+    def alive(pid: int) -> bool:
+        return pid == 4343
+
+    plan = prepare_class_archive(tmp_path, "k2", alive=alive)
+    assert plan.dump_to is not None
+    assert not archive_path(tmp_path, "k1").exists()
+    assert running.exists() and running.with_suffix(".pid").exists()
+    assert not dead.exists() and not dead.with_suffix(".pid").exists()
+
+
+def test_using_an_archive_evicts_nothing(tmp_path):
+    first = prepare_class_archive(tmp_path, "k1", alive=_dead)
+    _dump(first, 4242, finished=True)
+    prepare_class_archive(tmp_path, "k1", alive=_dead)
+    other = archive_path(tmp_path, "k2")
+    other.write_bytes(DYNAMIC_ARCHIVE_MAGIC)
+    # k1 exists: it is used, and k2 (another checkout's, say) stays.
+    assert prepare_class_archive(tmp_path, "k1", alive=_dead).in_use
+    assert other.exists()
+
+
+def test_the_archive_is_off_unless_configured(monkeypatch):
+    from als_assets.settings import class_archive_dir
+
+    monkeypatch.delenv("ALS_JVM_CLASS_ARCHIVE", raising=False)
+    assert class_archive_dir() == ""
+    monkeypatch.setenv("ALS_JVM_CLASS_ARCHIVE", "off")
+    assert class_archive_dir() == ""
+    monkeypatch.setenv("ALS_JVM_CLASS_ARCHIVE", "/var/cache/als")
+    assert class_archive_dir() == "/var/cache/als"
 
 
 def test_old_dump_without_marker_is_removed(tmp_path):

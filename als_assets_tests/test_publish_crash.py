@@ -64,13 +64,12 @@ def wait_for_backends_to_end(settings: PgSettings, timeout: float = 30.0) -> Non
 
 
 def test_a_killed_publish_keeps_the_old_rows_and_the_next_publish_drops_its_table(
-        spark, pg_settings, tmp_path, monkeypatch):
+        spark, pg_settings, tmp_path):
     publish_frame(recommendations(spark, [1, 2], 5), pg_settings, "als", SPEC, "exp")
     assert rows(pg_settings, "exp") == [(1, 5, 0.25, 1), (2, 5, 0.25, 1)]
-    monkeypatch.setenv("ALS_PG_HOST", pg_settings.host)
-    monkeypatch.setenv("ALS_PG_PORT", str(pg_settings.port))
-    monkeypatch.setenv("ALS_PG_USER", pg_settings.user)
-    publisher = Blocked(tmp_path / "k", "publish", pg_settings.database, "exp")
+    where = {"ALS_PG_HOST": pg_settings.host, "ALS_PG_PORT": str(pg_settings.port),
+             "ALS_PG_USER": pg_settings.user}
+    publisher = Blocked(tmp_path / "k", "publish", pg_settings.database, "exp", env=where)
     try:
         (live,) = stages(pg_settings)
         assert live.startswith("_stage_user_recommendations_")

@@ -374,9 +374,10 @@ def main() -> None:
                     help="count Spark jobs per step for profile_report.py (driver mode). Keeps "
                     "every job in Spark's status store, which made the project side ~8%% slower "
                     "in a measured run: off for the timed comparison")
-    ap.add_argument("--no-class-archive", action="store_true",
-                    help="start the project's JVM without its class-data archive "
-                    "(ALS_JVM_CLASS_ARCHIVE=off), as on a machine's very first run")
+    ap.add_argument("--class-archive", metavar="DIR", default="",
+                    help="start the project's JVM from the class-data archive in DIR "
+                    "(ALS_JVM_CLASS_ARCHIVE; opt-in, as in the project), primed first by an "
+                    "untimed run when missing; default: no archive")
     ap.add_argument("--_driver", help=argparse.SUPPRESS)
     ap.add_argument("--_jobs", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -388,12 +389,12 @@ def main() -> None:
 
     data = Path(args.data).resolve()
     info = machine_info()
-    if args.no_class_archive:
-        os.environ["ALS_JVM_CLASS_ARCHIVE"] = "off"
+    # The project side's runs (child processes too) read the archive folder from here.
+    os.environ["ALS_JVM_CLASS_ARCHIVE"] = args.class_archive or "off"
     if not args.skip_project:
-        # The project's driver JVM maps a class-data archive its first run on a machine writes
-        # (als_assets/core/jvm_archive.py). Time what users see from their second run on: an
-        # untimed run of nb_final writes the archive first if there is none.
+        # With an archive folder, the project's driver JVM maps the class-data archive its first
+        # run writes (als_assets/core/jvm_archive.py). Time what users see from their second run
+        # on: an untimed run of nb_final writes the archive first if there is none.
         info["class_archive"] = ensure_class_archive(
             args.driver_memory,
             lambda: run_project(args.project_mode, data, args.master, args.driver_memory,

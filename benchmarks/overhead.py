@@ -180,6 +180,10 @@ def main() -> None:
     ap.add_argument("--driver-memory", default="6g")
     ap.add_argument("--workdir", default="/tmp/als_bench/overhead")
     ap.add_argument("--out", default=str(RESULTS / "overhead.json"))
+    ap.add_argument("--class-archive", metavar="DIR", default="",
+                    help="start every variant's JVM from the class-data archive in DIR "
+                    "(ALS_JVM_CLASS_ARCHIVE; opt-in, as in the project), primed first when "
+                    "missing; default: no archive")
     ap.add_argument("--_plain", help=argparse.SUPPRESS)
     ap.add_argument("--_persist", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_store", help=argparse.SUPPRESS)
@@ -188,6 +192,8 @@ def main() -> None:
     if args._plain:
         plain_main(args._plain, args._persist, args._store, args._stages)
         return
+    # Every variant (child processes inherit it) reads the archive folder from here.
+    os.environ["ALS_JVM_CLASS_ARCHIVE"] = args.class_archive or "off"
 
     variants = ["plain", "plain+storage", "dagster"]
     runs: dict[str, list] = {v: [] for v in variants}
@@ -214,7 +220,8 @@ def main() -> None:
                         "--partitions", args.experiment], env=variant_env(wd), cwd=str(REPO),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    # Both sides start the same JVM with the class-data archive a user has after a first run.
+    # Both sides start the same JVM: with --class-archive, from the archive a user of that
+    # folder has after a first run.
     class_archive = ensure_class_archive(args.driver_memory, prime)
     for i in range(args.repeat):
         order = variants if i % 2 == 0 else variants[::-1]

@@ -33,20 +33,27 @@ class JdbcDriver:
         return bool(self.jar or self.package)
 
 
-def find_jdbc_driver(environ: Mapping[str, str] = os.environ) -> JdbcDriver:
-    """ALS_JDBC_JAR (a path), else ALS_JDBC_PACKAGE (a Maven coordinate Spark downloads, for
-    machines that reach Maven Central), else Debian's libpostgresql-jdbc-java jar if present."""
-    jar = environ.get("ALS_JDBC_JAR", "").strip()
+def resolve_jdbc_driver(jar: str = "", package: str = "") -> JdbcDriver:
+    """`jar` (a path, ALS_JDBC_JAR), else `package` (a Maven coordinate Spark downloads, for
+    machines that reach Maven Central, ALS_JDBC_PACKAGE), else Debian's libpostgresql-jdbc-java
+    jar if present."""
+    jar, package = jar.strip(), package.strip()
     if jar:
         if not Path(jar).is_file():
             raise JdbcDriverNotFound(f"ALS_JDBC_JAR={jar} does not exist")
         return JdbcDriver(jar=jar)
-    package = environ.get("ALS_JDBC_PACKAGE", "").strip()
     if package:
         return JdbcDriver(package=package)
     if Path(DEBIAN_JAR).is_file():
         return JdbcDriver(jar=DEBIAN_JAR)
     return JdbcDriver()
+
+
+def find_jdbc_driver(environ: Mapping[str, str] | None = None) -> JdbcDriver:
+    """The driver the ALS_JDBC_JAR / ALS_JDBC_PACKAGE variables name (scripts and tests that
+    build a session without the Spark resource)."""
+    environ = os.environ if environ is None else environ
+    return resolve_jdbc_driver(environ.get("ALS_JDBC_JAR", ""), environ.get("ALS_JDBC_PACKAGE", ""))
 
 
 def require_jdbc_driver(spark: SparkSession) -> None:

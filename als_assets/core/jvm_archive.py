@@ -1,17 +1,20 @@
 """A class-data archive for Spark's driver JVM (Java's AppCDS), made once, used by every later run.
 
-A JVM that starts Spark loads and verifies some 13,000 classes from Spark's jars, and most of a
-session's first seconds go there. Java 13+ can write the classes a process loaded into an archive
-when it exits (`-XX:ArchiveClassesAtExit`) and map that archive into the next process
-(`-XX:SharedArchiveFile`), which then skips parsing and verifying them. Measured here (2 cores,
-Java 17, Spark 4.3): a SparkSession that counts ten rows 18.8 s without and 11.3 s with the
-archive; the first process pays for writing it after it exits (~25 s of one core, 150-200 MB).
+Opt-in (a folder in the Spark resource's `class_archive_dir`, or ALS_JVM_CLASS_ARCHIVE): it
+saves part of every later driver start, but the first process pays for it after it exits, with
+a core busy writing a file of a couple of hundred megabytes; benchmarks/README.md has the
+figures. A JVM that starts Spark loads and verifies thousands of classes from Spark's jars, and
+most of a session's first seconds go there. Java 13+ can write the classes a process loaded into
+an archive when it exits (`-XX:ArchiveClassesAtExit`) and map that archive into the next process
+(`-XX:SharedArchiveFile`), which then skips parsing and verifying them.
 
 The archive is only valid for the exact JVM and classpath it was written with (the JVM checks and
-ignores it otherwise, with a warning), so its file name carries a key of both. Dumps are written
-to a temporary name and promoted by a later process once the writing JVM has exited and the
-file's header is there (the JVM writes the header last), so concurrent runs never see half a
-file. Nothing here imports Dagster.
+ignores it otherwise, with a warning), so its file name carries a key of both. A process that
+starts writing the archive of a new key removes the archives of other keys in the folder (a
+Java or Spark upgrade would otherwise leave every old one behind). Dumps are written to a
+temporary name and promoted by a later process once the writing JVM has exited and the file's
+header is there (the JVM writes the header last), so concurrent runs never see half a file.
+Nothing here imports Dagster.
 """
 
 from __future__ import annotations
@@ -164,12 +167,43 @@ def prepare_class_archive(directory: Path, key: str, alive=_java_alive) -> Class
         if not archive.exists():
             if writing:
                 return ClassArchive(java_options="", archive=archive)
+            evict_other_keys(directory, key, alive)
             token = secrets.token_hex(4)
             dump = directory / f"spark-{key}.{token}.tmp"
             return ClassArchive(
                 java_options=f"-XX:ArchiveClassesAtExit={dump} {QUIET_DUMP}",
                 archive=archive, dump_to=dump, marker=dump.with_suffix(".pid"))
     return ClassArchive(java_options=f"-XX:SharedArchiveFile={archive}", archive=archive)
+
+
+def evict_other_keys(directory: Path, key: str, alive=_java_alive) -> list[Path]:
+    """Remove the archives of keys other than `key`, and their dumps whose JVM is gone.
+
+    Called when this key's archive is about to be written: the folder then keeps one archive
+    (plus dumps in progress), not one per Java or Spark version ever used. A JVM that maps a
+    removed archive keeps its mapping (the file goes when it exits); one still writing a dump
+    of another key is left alone.
+    """
+    removed = []
+    own = archive_path(directory, key).name
+    for old in directory.glob(f"spark-*{ARCHIVE_SUFFIX}"):
+        if old.name != own:
+            old.unlink(missing_ok=True)
+            removed.append(old)
+    for marker in directory.glob("spark-*.*.pid"):
+        if marker.name.startswith(f"spark-{key}."):
+            continue
+        try:
+            pid = int(marker.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and alive(pid):
+            continue
+        for path in (marker.with_suffix(".tmp"), marker):
+            if path.exists():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _remove_orphan_dumps(directory: Path, older_than_s: float = 3600.0) -> None:
