@@ -145,3 +145,32 @@ def test_executors_path_rows_never_reach_the_driver_as_seen_pairs(spark, tied, m
 
     monkeypatch.setattr(topk, "_seen_arrays", refuse)
     assert recommend_on_executors(users, items, 3, seen).filter(F.col("rank") == 1).count() == 40
+
+
+def test_a_models_validation_judgement_is_the_same_on_both_paths(spark):
+    """What `als_model` reports on validation (`judge_model_lists`), forced down each path."""
+    from pyspark.ml.recommendation import ALS
+
+    from als_assets.core.distributed import judge_model_lists
+
+    rng = np.random.default_rng(5)
+    rows = [(int(u), int(m), float(rng.choice([2.0, 4.0, 5.0])))
+            for u in range(40) for m in rng.choice(np.arange(80), 15, replace=False)]
+    ratings = spark.createDataFrame(rows, "user_id int, movie_id int, rating float")
+    training, validation = ratings.randomSplit([0.75, 0.25], seed=3)
+    training, validation = training.persist(), validation.persist()
+    model = ALS(userCol="user_id", itemCol="movie_id", ratingCol="rating", rank=4, maxIter=3,
+                seed=1).fit(training)
+    results = {}
+    try:
+        for path in ("driver", "executors"):
+            spark.conf.set(PATH_CONF, path)
+            results[path] = judge_model_lists(model, training, validation, 5, 4.0, True)
+    finally:
+        spark.conf.unset(PATH_CONF)
+    for a, b in zip(results["executors"], results["driver"], strict=True):
+        assert a.name == b.name and a.coverage == b.coverage
+        assert a.relevant.users_evaluated == b.relevant.users_evaluated > 0
+        assert math.isclose(a.relevant.ndcg_at_k, b.relevant.ndcg_at_k, rel_tol=1e-9)
+        assert math.isclose(a.all_relevant.map_at_k, b.all_relevant.map_at_k, rel_tol=1e-9)
+        assert math.isclose(a.popular_overlap, b.popular_overlap, rel_tol=1e-12)

@@ -10,8 +10,9 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .distributed import judge_model_lists
 from .experiments import ExperimentConfig
-from .ranking import Catalogue, HeldOut, ListScores, judge_model
+from .ranking import ListScores
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def compare_with_baseline(model: ALSModel, training: DataFrame, validation: Data
     Implicit: NDCG@K against recommending the most popular unseen movies. Both: the ranking
     metrics of the model and of both baselines on validation."""
     rk = config.ranking
-    held = HeldOut.collect(training, validation, rk.k, rk.relevance_threshold, rk.exclude_seen)
-    lists = judge_model(model, held, Catalogue.of(training))
+    lists = judge_model_lists(model, training, validation, rk.k, rk.relevance_threshold,
+                              rk.exclude_seen)
     if config.implicit.enabled:
         model_scores, popular = lists[0], lists[1]
         comparison = BaselineComparison(

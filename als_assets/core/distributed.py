@@ -34,6 +34,7 @@ from .ranking import (
     ListScores,
     PartialScores,
     combine,
+    judge_model,
     judge_partial,
 )
 from .topk import (
@@ -190,6 +191,20 @@ PARTIAL_SCHEMA = T.StructType([
     T.StructField("overlap_sum", T.DoubleType(), False),
     T.StructField("items", T.ArrayType(T.LongType()), False),
 ])
+
+
+def judge_model_lists(model, training: DataFrame, held: DataFrame, k: int,
+                      relevance_threshold: float, exclude_seen: bool) -> tuple[ListScores, ...]:
+    """`ranking.judge_model` (the model's lists for every user with factors, and both
+    baselines', judged on `held`) on the path `choose_path` picks."""
+    catalogue = Catalogue.of(training)
+    users = model.userFactors
+    if choose_path(training.sparkSession, users.count(), catalogue.size) == "driver":
+        judged = HeldOut.collect(training, held, k, relevance_threshold, exclude_seen)
+        return judge_model(model, judged, catalogue)
+    seen = training.select("user_id", "movie_id") if exclude_seen else None
+    lists = recommend_on_executors(users, model.itemFactors, k, seen)
+    return judge_on_executors(lists, seen, held, catalogue, k, relevance_threshold)
 
 
 def _held_lists(held: DataFrame, relevance_threshold: float) -> DataFrame:
