@@ -30,6 +30,7 @@ from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, DataVer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .core.experiments import ExperimentConfig
 from .partitions import EXPERIMENT_TAGS
 
 DATA_VERSION_TAG = "dagster/data_version"
@@ -43,9 +44,19 @@ def stable_hash(payload: Any) -> str:
 
 
 def config_hash(*sections: Any) -> str:
-    """A short stable hash of config values (dataclasses as dicts, anything JSON can show)."""
-    return stable_hash([asdict(s) if is_dataclass(s) and not isinstance(s, type) else s
-                    for s in sections])
+    """A short stable hash of config values (dataclasses as dicts, anything JSON can show).
+
+    An experiment's `automate` is left out: whether it runs by itself changes none of its
+    results, so turning it on must not mark its evaluations as made under another config."""
+    def plain(section: Any) -> Any:
+        if not is_dataclass(section) or isinstance(section, type):
+            return section
+        values = asdict(section)
+        if isinstance(section, ExperimentConfig):
+            values.pop("automate", None)
+        return values
+
+    return stable_hash([plain(s) for s in sections])
 
 
 def _content_aggregates(columns: Sequence[str]) -> list:

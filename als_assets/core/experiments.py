@@ -141,6 +141,9 @@ class ExperimentConfig:
     # "tuned_params": splits and the grid search only; `als_model` and everything after it are
     # skipped in the run (not failed), so a tuning study costs only its fits.
     stop_after: str | None = None
+    # True: new ratings re-run this experiment by themselves (automation.py); it changes none of
+    # its results, so it is left out of the config hashes (versions.config_hash).
+    automate: bool = False
 
     @property
     def metric(self) -> str:
@@ -375,6 +378,10 @@ def _parse_experiment(name: str, raw: Any, source: str) -> ExperimentConfig:
                f"must be one of {', '.join(STOP_AFTER)} (or absent for the whole chain), got "
                f"{data['stop_after']!r}")
         out["stop_after"] = data["stop_after"]
+
+    if "automate" in data:
+        _check(isinstance(data["automate"], bool), ctx.sub("automate"), "expected true/false")
+        out["automate"] = data["automate"]
 
     config = ExperimentConfig(**out)
     if config.implicit.enabled and "alpha" not in ((data.get("tuning") or {}).get("grid") or {}):
