@@ -23,6 +23,7 @@ from .assets import (
 from .core.jdbc import find_jdbc_driver
 from .io_managers import VersionedSparkIOManager
 from .resources import PostgresResource, RatingsSource, SparkResource
+from .sensors import als_automation, observe_ratings_input, ratings_input_sensor
 
 _jdbc = find_jdbc_driver()
 
@@ -72,6 +73,9 @@ resources = {
 defs = Definitions(
     assets=all_assets,
     resources=resources,
+    jobs=[observe_ratings_input],
+    # New ratings re-run what opts in (automation.py, sensors.py).
+    sensors=[ratings_input_sensor, als_automation],
     # One process, one SparkSession for the whole run: the multiprocess executor would start
     # a JVM per step and lose the cached splits between steps.
     executor=in_process_executor,
