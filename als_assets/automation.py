@@ -4,9 +4,10 @@ sensor (sensors.py).
 The chain a new ratings file sets off, one run per step of the chain's partitioning:
 - `ratings_input` (observable source) gets a new data version: its sensor observed a change;
 - `ratings` and `movies`: eager, so they run once their input has a new version;
-- each experiment that opts in (`automate: true` in its config): eager too, all of its chain in
-  one run per experiment, once the sources are materialized (an unpartitioned asset cannot
-  run in the same run as partitioned ones);
+- each experiment that opts in (`automate: true` in its config): all of its chain in one run
+  per experiment, once the sources have new data (a new data version: the same rows loaded
+  again change nothing downstream); an unpartitioned asset cannot run in the same run as
+  partitioned ones, so this is the sources' next tick;
 - `experiment_leaderboard`: once an experiment's model or evaluation updated and none is still
   running, then `champion` once the leaderboard has.
 
@@ -62,11 +63,25 @@ def automated_experiments() -> list[str]:
 # never observed or a run of theirs is in progress.
 SOURCES_CONDITION = AutomationCondition.eager()
 
-# Each per-experiment asset: eager, for the experiments that opt in only. Opt-in comes first, so
-# eager's parts look at those partitions only.
+# A dependency has new data: a new data version, not merely a new materialization. Re-loading
+# unchanged ratings (a touched file) gives them the same version (their rows' hash), and the
+# experiments must not re-fit on it. As in eager, an update made by the run that also made
+# this asset does not count, and a dependency requested this tick in the same run does.
+DEPS_HAVE_NEW_DATA = AutomationCondition.any_deps_match(
+    (AutomationCondition.data_version_changed()
+     & ~AutomationCondition.executed_with_root_target())
+    | AutomationCondition.will_be_requested()
+).with_label("any_deps_have_new_data")
+
+# Each per-experiment asset: eager on new data, for the experiments that opt in only. Opt-in
+# comes first, so the other parts look at those partitions only.
 EXPERIMENT_CONDITION = (
-    ExperimentOptedIn(automated_experiments()) & AutomationCondition.eager()
-).with_label("eager, if the experiment opts in")
+    ExperimentOptedIn(automated_experiments())
+    & (AutomationCondition.newly_missing() | DEPS_HAVE_NEW_DATA).since_last_handled()
+    & ~AutomationCondition.any_deps_missing()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("eager on new data, if the experiment opts in")
 
 # The leaderboard reads every experiment: not eager, whose "no dependency missing" would wait
 # for experiments that never run by themselves. It lists those as not materialized instead.

@@ -24,6 +24,7 @@ from als_assets.definitions import all_assets, resources
 from als_assets.partitions import EXPERIMENTS
 from als_assets.resources import RatingsSource
 from als_assets.sensors import als_automation, observe_ratings_input, ratings_input_sensor
+from als_assets.versions import DATA_VERSION_TAG
 
 OPTED_IN = "e2e_implicit"
 # Every asset the automation runs for an experiment that opts in: its whole chain.
@@ -58,9 +59,11 @@ def requested(result) -> dict[str, set]:
     return out
 
 
-def report(instance, names, partition=None):
+def report(instance, names, partition=None, version="v1"):
+    """Materializations as a run would record them, with a data version."""
     for name in names:
-        instance.report_runless_asset_event(AssetMaterialization(name, partition=partition))
+        instance.report_runless_asset_event(AssetMaterialization(
+            name, partition=partition, tags={DATA_VERSION_TAG: version}))
 
 
 def observe(defs, instance):
@@ -102,14 +105,26 @@ def test_new_ratings_run_sources_then_opted_in_experiments_then_summaries(defs, 
     tick = evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
     assert requested(tick) == {}
 
-    # New ratings: a new data version, and the sources run again.
+    # A touched file: a new fingerprint, so the sources run again; their rows, and so their
+    # data versions, are the same, and the experiment does not re-fit.
+    stat = os.stat(folder / "ratings.csv")
+    os.utime(folder / "ratings.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    observe(defs, instance)
+    tick = evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert requested(tick) == {"ratings": {None}, "movies": {None}}
+    report(instance, ["ratings", "movies"])
+    tick = evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert requested(tick) == {}
+
+    # New ratings: new data versions all the way down.
     with open(folder / "ratings.csv", "a") as fh:
         fh.write("2,1,5.0,964982224\n")
     observe(defs, instance)
     tick = evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
     assert requested(tick) == {"ratings": {None}, "movies": {None}}
 
-    report(instance, ["ratings", "movies"])
+    report(instance, ["ratings"], version="v2")
+    report(instance, ["movies"])
     tick = evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
     assert requested(tick) == {name: {OPTED_IN} for name in CHAIN}
 
