@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from als_assets.core.sources import write_movielens_folder
 
@@ -42,6 +42,8 @@ CHAIN = ("training", "validation", "test", "tuned_params", "als_model", "user_fa
          "item_factors", "item_similarity", "user_recommendations", "evaluation",
          "cold_start_report", "sample_user_report")
 HELD_BACK = 150  # ratings lines appended later: the new ratings
+BUSY = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED]
 
 
 def environment(home: Path, **extra: str) -> dict[str, str]:
@@ -144,7 +146,8 @@ def test_daemon_reruns_sources_and_opted_in_experiment_on_new_ratings(materializ
                 assert dev.poll() is None, (materialized / "dagster_dev.log").read_text()[-3000:]
                 board = latest(instance, "experiment_leaderboard")
                 evaluation = latest(instance, "evaluation", "auto_implicit")
-                if board is not None and evaluation.storage_id > before["evaluation"]:
+                if (board is not None and evaluation.storage_id > before["evaluation"]
+                        and not instance.get_runs_count(RunsFilter(statuses=BUSY))):
                     break
                 time.sleep(5)
             else:
@@ -155,6 +158,11 @@ def test_daemon_reruns_sources_and_opted_in_experiment_on_new_ratings(materializ
             assert ratings.asset_materialization.metadata["rows"].value == 3000
             assert board.storage_id > evaluation.storage_id, "the leaderboard followed"
             assert latest(instance, "training", "by_hand") is None, "did not opt in"
+            assert latest(instance, "champion") is not None, "chosen with the leaderboard"
+            runs = instance.get_runs()
+            assert {r.job_name for r in runs} >= {"observe_ratings_input", "__ASSET_JOB"}
+            assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), \
+                [(r.job_name, r.status) for r in runs]
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         try:
