@@ -155,3 +155,26 @@ def test_sensor_skips_with_the_reason_when_the_input_is_missing(tmp_path):
     data = ratings_input_sensor.evaluate_tick(context)
     assert not data.run_requests
     assert "ratings.csv not found" in data.skip_message
+
+
+def test_table_fingerprint_moves_with_new_rows(pg_settings):
+    """The PostgreSQL source's fingerprint: row count and newest timestamp, read in SQL."""
+    from als_assets.core.pg import connect
+    from als_assets.core.source_fingerprint import table_fingerprint
+
+    conn = connect(pg_settings)
+    with conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA ml")
+        cur.execute('CREATE TABLE ml.ratings (user_id int, movie_id int, rating real, '
+                    '"timestamp" bigint)')
+        cur.execute("CREATE TABLE ml.movies (movie_id int, title text, genres text)")
+        cur.execute("INSERT INTO ml.ratings VALUES (1, 1, 4.0, 100), (1, 2, 3.0, 200)")
+        cur.execute("INSERT INTO ml.movies VALUES (1, 'a', 'Drama'), (2, 'b', 'Comedy')")
+    first = table_fingerprint(pg_settings, "ml.ratings", "ml.movies")
+    assert first.metadata["ratings_rows"] == 2 and first.metadata["newest_timestamp"] == 200
+    assert table_fingerprint(pg_settings, "ml.ratings", "ml.movies") == first
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO ml.ratings VALUES (2, 1, 5.0, 300)")
+    conn.close()
+    second = table_fingerprint(pg_settings, "ml.ratings", "ml.movies")
+    assert second.version != first.version and second.metadata["newest_timestamp"] == 300

@@ -62,7 +62,8 @@ def table_fingerprint(settings: PgSettings, ratings_table: str, movies_table: st
     ratings are appended with their time, so both move; one index-free aggregate each."""
     ratings = sql.Identifier(*split_qualified_name(ratings_table, "ratings table"))
     movies = sql.Identifier(*split_qualified_name(movies_table, "movies table"))
-    with pg_faults(settings, ratings_table), connect(settings) as conn:
+    with pg_faults(settings, ratings_table):
+        conn = connect(settings)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql.SQL('SELECT count(*), max("timestamp") FROM {}').format(ratings))
