@@ -22,6 +22,7 @@ from .assets import (
 )
 from .io_managers import VersionedSparkIOManager
 from .resources import PostgresResource, RatingsSource, SparkResource, from_env
+from .sensors import als_automation, observe_ratings_input, ratings_input_sensor
 
 all_assets = load_assets_from_modules(
     [sources, splits, tuning, models, factors, similarity, recommendations, evaluation, reports,
@@ -55,6 +56,9 @@ def build_defs(resources: dict) -> Definitions:
     return Definitions(
         assets=all_assets,
         resources=resources,
+        jobs=[observe_ratings_input],
+        # New ratings re-run what opts in (automation.py, sensors.py).
+        sensors=[ratings_input_sensor, als_automation],
         # One process, one SparkSession for the whole run: the multiprocess executor would
         # start a JVM per step and lose the cached splits between steps.
         executor=in_process_executor,

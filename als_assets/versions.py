@@ -21,16 +21,31 @@ against direct dependencies only), so new ratings mark every experiment's model 
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from decimal import Decimal
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, DataVersion
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
+    BetaWarning,
+    DataVersion,
+)
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .partitions import EXPERIMENT_TAGS
+
+# Dagster marks `Output(data_version=...)` beta and says so at every output that has one, i.e.
+# at most steps of every run. Data versions are how this project tells the UI what is stale
+# (above), and there is no other API for them: the warning is not one a user can act on. Only
+# that message is silenced, and only for the parameter this project uses.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `data_version` of initializer `Output\.__init__`",
+    category=BetaWarning)
 
 DATA_VERSION_TAG = "dagster/data_version"
 UNPARTITIONED_ASSETS = frozenset({"ratings", "movies", "experiment_leaderboard"})

@@ -2,7 +2,6 @@
 containers' entry points run natively (the Dagster instance on PostgreSQL, the code server)."""
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -11,6 +10,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
+from dagster._grpc.client import DagsterGrpcClient
+from dagster._grpc.types import ListRepositoriesResponse
+from dagster_shared.serdes import deserialize_value
 from psycopg2 import sql
 
 from als_assets.core.pg import PgSettings, connect
@@ -155,7 +157,15 @@ def test_user_code_server_answers_health_checks(tmp_path):
             time.sleep(2)
         else:
             pytest.fail("the code server never answered its health check")
+        assert "gRPC connection successful" in check.stdout, check.stdout + check.stderr
+        # Healthy is not enough: the server must serve this project's definitions, loaded
+        # without error (an error would come back instead of the listing).
+        listed = deserialize_value(
+            DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories())
+        assert isinstance(listed, ListRepositoriesResponse), listed
+        pointers = listed.repository_code_pointer_dict
+        assert [getattr(p, "module", None) for p in pointers.values()] == \
+            ["als_assets.definitions"], pointers
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert re.search(r"(?i)serving", check.stdout + check.stderr) or check.returncode == 0

@@ -41,6 +41,24 @@ def test_shipped_file_has_the_expected_experiments(shipped):
         assert config.name == name
 
 
+def test_automate_is_opt_in(shipped):
+    """Only the ranking study re-runs by itself on new ratings; the others wait to be asked."""
+    assert [name for name, c in shipped.items() if c.automate] == ["implicit_ranking"]
+    assert parse_experiments(doc("automate: true"))["exp1"].automate is True
+    assert parse_experiments(doc("automate: false"))["exp1"].automate is False
+    assert parse_experiments(doc("tuning: {method: holdout}"))["exp1"].automate is False
+
+
+def test_automate_is_not_part_of_the_config_hash():
+    """Turning automation on must not mark earlier evaluations as made under another config."""
+    from als_assets.versions import config_hash
+
+    on = parse_experiments(doc("automate: true"))["exp1"]
+    off = parse_experiments(doc("automate: false"))["exp1"]
+    other = parse_experiments(doc("split: {seed: 7}"))["exp1"]
+    assert config_hash(on) == config_hash(off) != config_hash(other)
+
+
 def test_final_task(shipped):
     c = shipped["final_task"]
     assert c.tuning.method == "tvs"
@@ -218,6 +236,8 @@ FIELD_ERRORS = [
     ("non-boolean automate", "automate: sometimes", ["automate", "true/false"]),
     ("unknown stop_after", "stop_after: evaluation",
      ["stop_after", "'evaluation'", "tuned_params"]),
+    ("non-boolean automate", "automate: 'yes'", ["automate", "true/false"]),
+    ("numeric automate", "automate: 1", ["automate", "true/false"]),
 ]
 
 

@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from ..automation import CHAMPION_CONDITION
 from ..checks import gate
 from ..core.champion import ChampionChoice, choose_champion, validation_column
 from ..partitions import CHAMPION_RULE
@@ -59,6 +60,7 @@ def champion_markdown(choice: ChampionChoice, board) -> str:
     kinds={"pandas"},
     code_version=CHAMPION_CODE_VERSION,
     check_specs=[CHAMPION_ELIGIBLE],
+    automation_condition=CHAMPION_CONDITION,
     description="The experiment whose recommendations are served: the best validation ranking "
     "score among those that beat most-popular by the rule's margin (experiments.yaml "
     "`champion:`). Never chosen by test metrics.",

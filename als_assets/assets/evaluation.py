@@ -9,15 +9,15 @@ from dagster import (
     TableColumn,
     TableRecord,
     TableSchema,
-    asset,
 )
 
 from ..checks import METRICS_NOT_NAN, gate, nan_fields
 from ..core.cold_start import cold_start_report as build_cold_start_report
 from ..core.evaluation import evaluate_model
-from ..partitions import experiment_config, experiment_partitions
+from ..partitions import experiment_config
 from ..plots import evaluation_chart_md
-from ..versions import OWNERS, config_data_version, config_hash, experiment_tags
+from ..versions import config_data_version, config_hash
+from .experiment_asset import experiment_asset
 
 EVALUATION_CODE_VERSION = "evaluation-3"
 LIST_LABELS = {"model": "ALS model", "most_popular": "most popular", "random": "random"}
@@ -43,12 +43,8 @@ def lists_table(report) -> tuple[list[TableRecord], TableSchema]:
 COLD_START_CODE_VERSION = "cold_start_report-1"
 
 
-@asset(
-    group_name="evaluation",
-    partitions_def=experiment_partitions,
-    tags=experiment_tags(model="als"),
-    owners=OWNERS,
-    kinds={"spark"},
+@experiment_asset(
+    group="evaluation",
     code_version=EVALUATION_CODE_VERSION,
     check_specs=[METRICS_NOT_NAN],
     description="Test RMSE/MAE and Precision/Recall/NDCG/MAP@K (relevance threshold and every "
@@ -100,12 +96,8 @@ def evaluation(context: AssetExecutionContext, als_model, training, validation, 
     yield Output(report, data_version=version, metadata=metadata)
 
 
-@asset(
-    group_name="evaluation",
-    partitions_def=experiment_partitions,
-    tags=experiment_tags(model="als"),
-    owners=OWNERS,
-    kinds={"spark"},
+@experiment_asset(
+    group="evaluation",
     code_version=COLD_START_CODE_VERSION,
     description="Share of test pairs ALS cannot score, and the RMSE of each fallback.",
 )

@@ -1,27 +1,22 @@
 """Latent factor tables of each experiment's model."""
 
 
-from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
+from dagster import AssetExecutionContext, Output
 from pyspark.sql import functions as F
 
-from ..partitions import experiment_partitions
-from ..versions import OWNERS, experiment_tags
+from .experiment_asset import experiment_asset
 
 FACTORS_CODE_VERSION = "factors-1"
-FACTOR_TAGS = experiment_tags(model="als")
 
 
-@multi_asset(
+@experiment_asset(
     outs={
-        "user_factors": AssetOut(description="Latent user vectors (user_id, features).",
-                                 kinds={"spark", "parquet"}, tags=FACTOR_TAGS, owners=OWNERS,
-                                 code_version=FACTORS_CODE_VERSION),
-        "item_factors": AssetOut(description="Latent movie vectors (movie_id, features).",
-                                 kinds={"spark", "parquet"}, tags=FACTOR_TAGS, owners=OWNERS,
-                                 code_version=FACTORS_CODE_VERSION),
+        "user_factors": "Latent user vectors (user_id, features).",
+        "item_factors": "Latent movie vectors (movie_id, features).",
     },
-    group_name="factors",
-    partitions_def=experiment_partitions,
+    group="factors",
+    kinds=("spark", "parquet"),
+    code_version=FACTORS_CODE_VERSION,
 )
 def factors(context: AssetExecutionContext, als_model):
     """The model's user and item factor matrices as tables."""

@@ -7,20 +7,19 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetOut,
     MetadataValue,
     Output,
-    multi_asset,
 )
 
 from ..checks import MODEL_BEATS_BASELINE, gate
 from ..core.baselines import compare_with_baseline
 from ..core.modeling import fit_als
 from ..core.storage import StoredCopy
-from ..partitions import experiment_config, experiment_partitions
+from ..partitions import experiment_config
 from ..plots import rating_histogram_md, tuning_heatmap_md, validation_chart_md
 from ..resources import SparkResource
-from ..versions import OWNERS, config_data_version, config_hash, experiment_tags, fit_key
+from ..versions import config_data_version, config_hash, fit_key
+from .experiment_asset import experiment_asset
 
 ALS_MODEL_CODE_VERSION = "als_model-1"
 
@@ -57,23 +56,17 @@ def model_label(config, params) -> str:
     return f"{kind}, rank {params.rank}, maxIter {params.max_iter}, regParam {params.reg_param:g}"
 
 
-@multi_asset(
-    outs={"als_model": AssetOut(
-        group_name="models",
-        tags=experiment_tags(model="als"),
-        owners=OWNERS,
-        kinds={"spark"},
-        code_version=ALS_MODEL_CODE_VERSION,
-        # A tuning study (`stop_after: tuned_params`) ends before the model: no output, and
-        # the steps after it are skipped.
-        is_required=False,
-        description="ALS fitted on training with the tuned params (a Spark ALSModel).",
-    )},
+@experiment_asset(
+    outs={"als_model": "ALS fitted on training with the tuned params (a Spark ALSModel)."},
+    group="models",
+    code_version=ALS_MODEL_CODE_VERSION,
+    # A tuning study (`stop_after: tuned_params`) ends before the model: no output, and the
+    # steps after it are skipped.
+    required=False,
     # Provenance: the model is only as current as the ratings its splits came from. Dagster
     # reports staleness against direct dependencies only, so without this edge new ratings
     # would show the splits stale but every model fresh until the splits ran again.
     deps=["ratings"],
-    partitions_def=experiment_partitions,
     check_specs=[MODEL_BEATS_BASELINE],
     # Lets the check output be absent too when the model is (Dagster makes check outputs
     # optional only for subsettable multi-assets).

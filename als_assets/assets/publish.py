@@ -14,8 +14,8 @@ from pyspark.sql import DataFrame
 
 from ..core.pg import classify_pg_error
 from ..core.publish import TABLES, publish_frame
-from ..partitions import experiment_partitions
 from ..resources import PostgresResource, SparkResource
+from .experiment_asset import experiment_asset
 from .reports import partition_link
 
 # Retries help when the database is restarting or briefly unreachable; a refused login, an
@@ -50,13 +50,13 @@ def publish(context: AssetExecutionContext, postgres: PostgresResource, frame: D
 
 
 def _publish_asset(table: str, upstream: str, description: str):
-    @asset(
+    @experiment_asset(
         name=f"pg_{table}",
         ins={"frame": AssetIn(upstream)},
-        group_name="publish",
-        partitions_def=experiment_partitions,
-        kinds={"postgres"},
+        group="publish",
+        kinds=("postgres",),
         tags=PUBLISH_TAGS,
+        automate=False,
         retry_policy=PUBLISH_RETRY,
         description=description,
     )
@@ -78,11 +78,11 @@ pg_item_factors = _publish_asset(
     "item_factors", "item_factors", "item_factors in PostgreSQL, keyed (experiment, movie_id).")
 
 
-@asset(
-    group_name="publish",
-    partitions_def=experiment_partitions,
-    kinds={"postgres"},
+@experiment_asset(
+    group="publish",
+    kinds=("postgres",),
     tags=PUBLISH_TAGS,
+    automate=False,
     retry_policy=PUBLISH_RETRY,
     description="Test metrics in PostgreSQL (als.metrics), one row per (experiment, metric).",
 )

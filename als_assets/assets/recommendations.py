@@ -1,22 +1,20 @@
 """Top-K recommendations for every user."""
 
 
-from dagster import AssetExecutionContext, Output, asset
+from dagster import AssetExecutionContext, Output
 
 from ..core.distributed import recommend
 from ..core.ranking import rated_outside
-from ..partitions import experiment_config, experiment_partitions
-from ..versions import OWNERS, config_data_version, experiment_tags
+from ..partitions import experiment_config
+from ..versions import config_data_version
+from .experiment_asset import experiment_asset
 
 RECOMMENDATIONS_CODE_VERSION = "user_recommendations-2"
 
 
-@asset(
-    group_name="recommendations",
-    partitions_def=experiment_partitions,
-    tags=experiment_tags(model="als"),
-    owners=OWNERS,
-    kinds={"spark", "parquet"},
+@experiment_asset(
+    group="recommendations",
+    kinds=("spark", "parquet"),
     code_version=RECOMMENDATIONS_CODE_VERSION,
     description="Top-K movies per user (user_id, movie_id, score, rank), "
     "without movies the user rated in training or validation.",

@@ -13,26 +13,24 @@ from dagster import (
     asset,
 )
 
+from ..automation import SUMMARY_CONDITION
 from ..core.reports import (
     LEADERBOARD_METRICS,
     leaderboard_frame,
     pick_sample_user,
     sample_user_view,
 )
-from ..partitions import CHAMPION_RULE, EXPERIMENTS, experiment_config, experiment_partitions
-from ..versions import OWNERS, config_data_version, config_hash, experiment_tags
+from ..partitions import CHAMPION_RULE, EXPERIMENTS, experiment_config
+from ..versions import OWNERS, config_data_version, config_hash
 from .evaluation import evaluation
+from .experiment_asset import experiment_asset
 
 SAMPLE_USER_REPORT_CODE_VERSION = "sample_user_report-1"
 LEADERBOARD_CODE_VERSION = "experiment_leaderboard-2"
 
 
-@asset(
-    group_name="reports",
-    partitions_def=experiment_partitions,
-    tags=experiment_tags(model="als"),
-    owners=OWNERS,
-    kinds={"spark"},
+@experiment_asset(
+    group="reports",
     code_version=SAMPLE_USER_REPORT_CODE_VERSION,
     description="A user's top-10 rated movies beside their top-10 recommendations, with titles.",
 )
@@ -89,6 +87,7 @@ def latest_metadata(instance, asset: str, partition: str) -> tuple[dict, str] | 
     group_name="reports",
     deps=[evaluation, "als_model"],
     owners=OWNERS,
+    automation_condition=SUMMARY_CONDITION,
     kinds={"pandas"},
     code_version=LEADERBOARD_CODE_VERSION,
     description="Every evaluated experiment: validation score vs most-popular (what the "

@@ -2,13 +2,14 @@
 
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ..core.distributed import similar
-from ..partitions import experiment_config, experiment_partitions
-from ..versions import OWNERS, config_data_version, experiment_tags
+from ..partitions import experiment_config
+from ..versions import config_data_version
+from .experiment_asset import experiment_asset
 
 SIMILARITY_CODE_VERSION = "item_similarity-1"
 
@@ -51,12 +52,9 @@ def rating_counts(training: DataFrame) -> pd.DataFrame:
     return training.groupBy("movie_id").count().toPandas()
 
 
-@asset(
-    group_name="similarity",
-    partitions_def=experiment_partitions,
-    tags=experiment_tags(model="als"),
-    owners=OWNERS,
-    kinds={"spark", "parquet"},
+@experiment_asset(
+    group="similarity",
+    kinds=("spark", "parquet"),
     code_version=SIMILARITY_CODE_VERSION,
     description="Top-N cosine neighbours of every movie with enough ratings "
     "(movie_id, similar_movie_id, similarity, rank).",

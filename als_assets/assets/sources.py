@@ -1,10 +1,12 @@
-"""Source assets: the ratings and movies every experiment starts from.
+"""Source assets: the ratings and movies every experiment starts from, and `ratings_input`, the
+input they are read from as Dagster observes it.
 
 One step makes both: they come from the same source and belong together (a rating names a
 movie), so they switch together or not at all. The blocking ``ratings_valid`` check runs on
 both before either is written; when it fails, both keep their previous values.
 """
 
+import warnings
 from contextlib import contextmanager
 
 from dagster import (
@@ -12,17 +14,28 @@ from dagster import (
     AssetExecutionContext,
     AssetOut,
     Backoff,
+    BetaWarning,
+    DataVersion,
     Failure,
+    ObserveResult,
     Output,
     RetryPolicy,
     multi_asset,
+    observable_source_asset,
 )
 from pyspark import StorageLevel
 
+from ..automation import SOURCES_CONDITION
 from ..checks import RATINGS_VALID, gate
 from ..core.jdbc import JdbcDriverNotFound
 from ..core.pg import PgConnectionError, PgSettings, pg_faults
 from ..core.ratings_check import summarize_ratings
+from ..core.source_fingerprint import (
+    Fingerprint,
+    files_fingerprint,
+    synthetic_fingerprint,
+    table_fingerprint,
+)
 from ..core.sources import SourceError, clean_ratings
 from ..resources import PostgresResource, RatingsSource, SparkResource
 from ..versions import content_data_version, content_data_version_and_rows
@@ -59,15 +72,53 @@ def permanent_errors(settings: PgSettings | None = None, table: str = ""):
         raise
 
 
+def ratings_fingerprint(source: RatingsSource, postgres: PostgresResource) -> Fingerprint:
+    """The source's current state without reading its rows (core/source_fingerprint.py): the
+    files' sizes and times, the table's row count and newest timestamp, or the synthetic spec."""
+    if source.kind == "movielens":
+        if not source.movielens_dir:
+            raise SourceError("ALS_SOURCE=movielens needs ALS_MOVIELENS_DIR")
+        return files_fingerprint(source.movielens_dir)
+    if source.kind == "postgres":
+        return table_fingerprint(postgres.settings, source.ratings_table, source.movies_table)
+    if source.kind == "synthetic":
+        return synthetic_fingerprint(source.synthetic_ratings, source.synthetic_seed)
+    raise SourceError(f"ALS_SOURCE={source.kind!r} is not a known source")
+
+
+# observable_source_asset is beta, and Dagster says so at every load of the code; it is the
+# API Dagster has for observing an input without loading it, so the warning is not one the
+# user can act on.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)
+
+    @observable_source_asset(
+        group_name="sources",
+        description="Where ratings and movies are read from (ALS_SOURCE), observed without loading "
+        "it: a new data version means new ratings, and the sources re-run by themselves when "
+        "automation is on. Observed by the ratings_input_sensor.",
+    )
+    def ratings_input(source: RatingsSource, postgres: PostgresResource) -> ObserveResult:
+        with permanent_errors(postgres.settings if source.kind == "postgres" else None,
+                             source.ratings_table):
+            found = ratings_fingerprint(source, postgres)
+        return ObserveResult(data_version=DataVersion(found.version),
+                             metadata={"source": source.describe(postgres), **found.metadata})
+
+
 @multi_asset(
     name="ratings_and_movies",
+    # Provenance and automation: a new version of the input re-runs these (SOURCES_CONDITION).
+    deps=[ratings_input],
     outs={
         "ratings": AssetOut(
             group_name="sources", kinds={"spark", "parquet"}, code_version=RATINGS_CODE_VERSION,
+            automation_condition=SOURCES_CONDITION,
             description="User-movie ratings (user_id, movie_id, rating, timestamp) from "
             "ALS_SOURCE; written together with movies, or neither is."),
         "movies": AssetOut(
             group_name="sources", kinds={"spark", "parquet"}, code_version=MOVIES_CODE_VERSION,
+            automation_condition=SOURCES_CONDITION,
             description="Movie titles and genres (movie_id, title, genres) from ALS_SOURCE; "
             "written together with ratings, or neither is."),
     },

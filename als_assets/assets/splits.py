@@ -7,12 +7,10 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
-    AssetOut,
     AssetRecordsFilter,
     DagsterInstance,
     DataVersion,
     Output,
-    multi_asset,
 )
 from pyspark.sql import DataFrame
 
@@ -20,15 +18,15 @@ from ..checks import SPLITS_DISJOINT, gate
 from ..core.modeling import split_overlap_summary, split_ratings
 from ..core.storage import StoredCopy
 from ..io_managers import stored_path_of
-from ..partitions import experiment_config, experiment_partitions
+from ..partitions import experiment_config
 from ..versions import (
     DATA_VERSION_TAG,
-    OWNERS,
     content_hashes,
     experiment_tags,
     hashes_add_up,
     stable_hash,
 )
+from .experiment_asset import experiment_asset
 
 SPLITS_CODE_VERSION = "splits-1"
 SPLIT_TAGS = experiment_tags(stage="split")
@@ -37,20 +35,16 @@ SPLIT_NAMES = ("training", "validation", "test")
 REUSE_LOOKBACK = 200
 
 
-@multi_asset(
+@experiment_asset(
     outs={
-        "training": AssetOut(description="Ratings the models are fitted on.",
-                             kinds={"spark", "parquet"}, tags=SPLIT_TAGS, owners=OWNERS,
-                             code_version=SPLITS_CODE_VERSION),
-        "validation": AssetOut(description="Ratings the hyperparameters are chosen on.",
-                               kinds={"spark", "parquet"}, tags=SPLIT_TAGS, owners=OWNERS,
-                               code_version=SPLITS_CODE_VERSION),
-        "test": AssetOut(description="Ratings held out for the final evaluation only.",
-                         kinds={"spark", "parquet"}, tags=SPLIT_TAGS, owners=OWNERS,
-                         code_version=SPLITS_CODE_VERSION),
+        "training": "Ratings the models are fitted on.",
+        "validation": "Ratings the hyperparameters are chosen on.",
+        "test": "Ratings held out for the final evaluation only.",
     },
-    group_name="splits",
-    partitions_def=experiment_partitions,
+    group="splits",
+    kinds=("spark", "parquet"),
+    tags=SPLIT_TAGS,
+    code_version=SPLITS_CODE_VERSION,
     check_specs=[SPLITS_DISJOINT],
 )
 def splits(context: AssetExecutionContext, ratings):

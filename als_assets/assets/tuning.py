@@ -3,13 +3,14 @@
 
 from dataclasses import replace
 
-from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output
 
 from ..core.tuning import TuningResult, tune
-from ..partitions import experiment_config, experiment_partitions
+from ..partitions import experiment_config
 from ..plots import tuning_heatmap_md
 from ..resources import SparkResource
-from ..versions import OWNERS, config_hash, experiment_tags, fit_key, stable_hash
+from ..versions import config_hash, fit_key, stable_hash
+from .experiment_asset import experiment_asset
 
 TUNED_PARAMS_CODE_VERSION = "tuned_params-1"
 
@@ -28,12 +29,8 @@ def tuning_data_version(result: TuningResult, tuning_config: str) -> DataVersion
     }))
 
 
-@asset(
-    group_name="tuning",
-    partitions_def=experiment_partitions,
-    tags=experiment_tags(model="als"),
-    owners=OWNERS,
-    kinds={"spark"},
+@experiment_asset(
+    group="tuning",
     code_version=TUNED_PARAMS_CODE_VERSION,
     description="Best ALS params and every grid point's score (holdout, TVS or CV).",
 )
