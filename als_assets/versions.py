@@ -37,6 +37,7 @@ from dagster import (
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .core.content_hash import content_aggregates
 from .partitions import EXPERIMENT_TAGS
 
 # Dagster marks `Output(data_version=...)` beta and says so at every output that has one, i.e.
@@ -65,16 +66,9 @@ def config_hash(*sections: Any) -> str:
                         for s in sections])
 
 
-def _content_aggregates(columns: Sequence[str]) -> list:
-    cols = [F.col(c) for c in columns]
-    return [
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.xxhash64(*cols).cast("decimal(38,0)")).alias("h1"),
-        F.sum(F.xxhash64(F.lit("als_assets"), *cols).cast("decimal(38,0)")).alias("h2"),
-    ]
-
-
-def _content_version(columns: Sequence[str], n, h1, h2) -> DataVersion:
+def content_version(columns: Sequence[str], n, h1, h2) -> DataVersion:
+    """The data version of rows hashed by `content_aggregates` (count and both sums) under the
+    names `columns`."""
     return DataVersion(stable_hash([list(columns), n, str(h1), str(h2)]))
 
 
@@ -89,8 +83,8 @@ def content_data_version_and_rows(frame: DataFrame, columns: Sequence[str] | Non
                                   ) -> tuple[DataVersion, int]:
     """`content_data_version` and the row count it hashed, from the same aggregation."""
     columns = list(columns or frame.columns)
-    row = frame.agg(*_content_aggregates(columns)).first()
-    return _content_version(columns, row["n"], row["h1"], row["h2"]), int(row["n"])
+    row = frame.agg(*content_aggregates(columns)).first()
+    return content_version(columns, row["n"], row["h1"], row["h2"]), int(row["n"])
 
 
 @dataclass(frozen=True)
@@ -105,7 +99,7 @@ class ContentHash:
 
     @property
     def data_version(self) -> DataVersion:
-        return _content_version(list(self.columns), self.rows, self.h1, self.h2)
+        return content_version(list(self.columns), self.rows, self.h1, self.h2)
 
 
 def content_hashes(frames: Mapping[str, DataFrame]) -> dict[str, ContentHash]:
@@ -118,7 +112,7 @@ def content_hashes(frames: Mapping[str, DataFrame]) -> dict[str, ContentHash]:
         part = frames[name].select(F.lit(i).alias("_part"), *columns)
         labelled = part if labelled is None else labelled.unionByName(part)
     rows = {r["_part"]: r for r in
-            labelled.groupBy("_part").agg(*_content_aggregates(columns)).collect()}
+            labelled.groupBy("_part").agg(*content_aggregates(columns)).collect()}
     out = {}
     for i, name in enumerate(names):
         r = rows.get(i)

@@ -261,3 +261,29 @@ def test_ml_latest_small(spark):
     movies = movielens_movies(spark, ML_SMALL)
     assert movies.count() == 9742
     assert movies.filter("movie_id is null or title is null or genres is null").count() == 0
+
+
+def test_the_validation_pass_hashes_the_cleaned_rows(spark, tmp_path):
+    """The ratings' data version comes from the validation pass (`content_of`): it must be the
+    version of the cleaned rows hashed on their own, and it must move when one rating does."""
+    from als_assets.core.sources import clean_columns, clean_ratings, write_movielens_folder
+    from als_assets.versions import content_data_version, content_version
+
+    folder = write_movielens_folder(tmp_path / "ml", 2_000)
+    raw, movies = movielens_ratings(spark, folder), movielens_movies(spark, folder)
+    summary = summarize_ratings(raw, movies, content_of=clean_columns(raw))
+    cleaned = clean_ratings(raw)
+    assert summary.problems == [] and summary.content[0] == summary.rows == 2_000
+    assert content_version(cleaned.columns, *summary.content) == content_data_version(cleaned)
+
+    lines = (folder / "ratings.csv").read_text().splitlines()
+    user, movie, rating, ts = lines[1].split(",")
+    lines[1] = ",".join([user, movie, "5.0" if rating != "5.0" else "4.5", ts])
+    # Another folder: Spark would answer a re-read of the cached path from its cache.
+    other_folder = tmp_path / "ml2"
+    other_folder.mkdir()
+    (other_folder / "ratings.csv").write_text("\n".join(lines) + "\n")
+    changed = movielens_ratings(spark, other_folder)
+    other = summarize_ratings(changed, movies, content_of=clean_columns(changed))
+    assert content_version(cleaned.columns, *other.content) != \
+        content_version(cleaned.columns, *summary.content)

@@ -20,6 +20,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from .content_hash import content_aggregates
 from .rating_rules import (
     FIELDS,
     INT32_MAX,
@@ -68,6 +69,8 @@ class RatingsSummary:
     movies_name: str = "movies.csv"
     fields: Mapping[str, str] = field(default_factory=dict)  # header name -> shown name
     kept: frozenset[str] = frozenset()  # KEEPABLE codes downgraded to warnings
+    # (rows, h1, h2) of summarize_ratings(content_of=...): content_hash.content_aggregates
+    content: tuple[int, object, object] | None = None
 
     def count(self, code: str) -> int:
         return int(self.counts.get(code, 0))
@@ -166,18 +169,39 @@ def rule_column(frame: DataFrame) -> Column:
 def summarize_ratings(ratings: DataFrame, movies: DataFrame | None = None, *,
                       where: str = "ratings", csv_file: str | Path | None = None,
                       movies_name: str = "movies.csv", keep: Sequence[str] = (),
-                      fields: Mapping[str, str] | None = None) -> RatingsSummary:
+                      fields: Mapping[str, str] | None = None,
+                      content_of: Sequence[Column] = ()) -> RatingsSummary:
     """Count rows, ids and the rows breaking each rule; name the first few of each.
 
     ``movies``: the known movies (a rating of any other is reported); ``csv_file``: the file the
-    ratings were read from, to give line numbers; ``keep``: KEEPABLE codes that only warn.
+    ratings were read from, to give line numbers; ``keep``: KEEPABLE codes that only warn;
+    ``content_of``: columns (expressions over ``ratings``) whose content hash
+    (`content_hash.content_aggregates`) is computed in the same pass, in
+    ``RatingsSummary.content``.
+
+    The data is read twice when it is valid: one aggregation for the counts, the rule breaks,
+    the ratings of unknown movies (a broadcast join on the known ids) and the content hash; one
+    grouping by (user, movie) for duplicates. Only a broken rule reads more, for examples.
     """
     unknown = set(keep) - set(KEEPABLE)
     if unknown:
         raise ValueError(f"only {', '.join(KEEPABLE)} can be kept, not {', '.join(unknown)}")
     values = [_col(ratings, name).alias(name) for name in _COLUMNS]
     flagged = ratings.select(*values, rule_column(ratings).alias("_rule"),
-                             F.col("user_id").alias("_uid"), F.col("movie_id").alias("_mid"))
+                             F.col("user_id").alias("_uid"), F.col("movie_id").alias("_mid"),
+                             *(c.alias(f"_content{i}") for i, c in enumerate(content_of)))
+    keyed = F.col("_uid").isNotNull() & F.col("_mid").isNotNull()
+    # Rows that break a row rule are reported for that; an empty timestamp may be kept.
+    rated = keyed & (F.col("_rule").isNull() | (F.col("_rule") == "empty_timestamp"))
+    unknown = F.lit(False)
+    if movies is not None:
+        known = movies.select(F.col("movie_id").alias("_mid")).distinct() \
+            .withColumn("_known", F.lit(True))
+        flagged = flagged.join(F.broadcast(known), "_mid", "left")
+        unknown = rated & F.col("_known").isNull()
+    flagged = flagged.withColumn("_unknown", unknown)
+    hashed = [f"_content{i}" for i in range(len(content_of))]
+    extra = content_aggregates(hashed) if hashed else []
     row = flagged.agg(
         F.count(F.lit(1)).alias("rows"),
         F.countDistinct("_uid").alias("users"),
@@ -186,19 +210,18 @@ def summarize_ratings(ratings: DataFrame, movies: DataFrame | None = None, *,
         F.max("rating").alias("max_rating"),
         F.avg("rating").alias("mean_rating"),
         *(F.count(F.when(F.col("_rule") == r.code, 1)).alias(r.code) for r in ROW_RULES),
+        F.count(F.when(F.col("_unknown"), 1)).alias("unknown_movie"),
+        *extra,
     ).first()
     counts = {r.code: int(row[r.code] or 0) for r in ROW_RULES}
-    valid_keys = flagged.filter(F.col("_uid").isNotNull() & F.col("_mid").isNotNull())
+    valid_keys = flagged.filter(keyed)
     dup_keys = valid_keys.groupBy("_uid", "_mid").count().filter(F.col("count") > 1)
     counts["duplicate_pair"] = int(
         dup_keys.agg(F.coalesce(F.sum(F.col("count") - 1), F.lit(0))).first()[0] or 0)
     orphans = None
     if movies is not None:
-        known = movies.select(F.col("movie_id").alias("_mid")).distinct()
-        # Rows that break a row rule are reported for that; an empty timestamp may be kept.
-        rated = valid_keys.filter(F.col("_rule").isNull() | (F.col("_rule") == "empty_timestamp"))
-        orphans = rated.join(F.broadcast(known), "_mid", "left_anti")
-        counts["unknown_movie"] = orphans.count()
+        counts["unknown_movie"] = int(row["unknown_movie"] or 0)
+        orphans = flagged.filter(F.col("_unknown"))
 
     examples: list[BadRow] = []
     for rule in ROW_RULES:
@@ -221,7 +244,8 @@ def summarize_ratings(ratings: DataFrame, movies: DataFrame | None = None, *,
         rows=row["rows"], users=row["users"], movies=row["movies"],
         min_rating=row["min_rating"], max_rating=row["max_rating"],
         mean_rating=row["mean_rating"], counts=counts, examples=tuple(examples), where=where,
-        movies_name=movies_name, fields=dict(fields or {}), kept=frozenset(keep))
+        movies_name=movies_name, fields=dict(fields or {}), kept=frozenset(keep),
+        content=(int(row["n"]), row["h1"], row["h2"]) if hashed else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -290,6 +290,11 @@ def movielens_movies(spark: SparkSession, folder: str | Path) -> DataFrame:
 # Validation: see ratings_check.py (Spark) and rating_rules.py (the rules, shared with the loader)
 
 
+def clean_columns(ratings: DataFrame) -> list[Column]:
+    """The canonical schema's columns of `ratings`, cast (the raw-id helper columns left out)."""
+    return [F.col(f.name).cast(f.dataType).alias(f.name) for f in RATINGS_SCHEMA.fields]
+
+
 def clean_ratings(ratings: DataFrame) -> DataFrame:
     """Project to the canonical schema (drops the raw-id helper columns)."""
-    return ratings.select(*(F.col(f.name).cast(f.dataType) for f in RATINGS_SCHEMA.fields))
+    return ratings.select(*clean_columns(ratings))
