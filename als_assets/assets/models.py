@@ -21,7 +21,7 @@ from ..resources import SparkResource
 from ..versions import config_data_version, config_hash, fit_key
 from .experiment_asset import experiment_asset
 
-ALS_MODEL_CODE_VERSION = "als_model-1"
+ALS_MODEL_CODE_VERSION = "als_model-2"
 
 
 def config_markdown(config) -> str:

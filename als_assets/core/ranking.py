@@ -18,7 +18,7 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 
 from .metrics import RankingMetrics, pair_keys, ranking_metrics_arrays
-from .topk import TopK, factors_to_numpy, random_scores, recommend_arrays
+from .topk import TopK, factors_to_numpy, recommend_arrays
 
 LISTS = ("model", "most_popular", "random")
 RANDOM_SEED = 42
@@ -92,21 +92,80 @@ def model_lists(model: ALSModel, k: int, seen: tuple[np.ndarray, np.ndarray] | N
     return user_ids, recommend_arrays(user_ids, users, item_ids, items, k, seen)
 
 
+def _seen_positions(user_ids: np.ndarray, positions_of, seen) -> list[np.ndarray]:
+    """For each of `user_ids` (sorted), the positions (by `positions_of(item ids)`, -1 for
+    movies outside the catalogue) of the movies that user has seen."""
+    out = [np.empty(0, dtype=np.int64)] * user_ids.size
+    if seen is None or seen[0].size == 0:
+        return out
+    users, items = np.asarray(seen[0], np.int64), np.asarray(seen[1], np.int64)
+    rows = np.searchsorted(user_ids, users)
+    known = rows < user_ids.size
+    known[known] &= user_ids[rows[known]] == users[known]
+    rows, positions = rows[known], positions_of(items[known])
+    keep = positions >= 0
+    rows, positions = rows[keep], positions[keep]
+    order = np.argsort(rows, kind="stable")
+    rows, positions = rows[order], positions[order]
+    bounds = np.searchsorted(rows, np.arange(user_ids.size + 1))
+    return [positions[bounds[i]:bounds[i + 1]] for i in range(user_ids.size)]
+
+
+def _lists(user_ids: np.ndarray, chosen: list[np.ndarray], item_ids: np.ndarray,
+           scores: list[np.ndarray]) -> TopK:
+    lengths = np.array([c.size for c in chosen], dtype=np.int64)
+    flat = np.concatenate([*chosen, np.empty(0, np.int64)]).astype(np.int64)
+    return TopK(np.repeat(user_ids, lengths).astype(np.int64), item_ids[flat],
+                np.concatenate([*scores, np.empty(0, np.float32)]).astype(np.float32),
+                np.concatenate([np.arange(1, n + 1) for n in lengths] + [np.empty(0)])
+                .astype(np.int32))
+
+
 def popular_lists(user_ids: np.ndarray, catalogue: Catalogue, k: int,
                   seen: tuple[np.ndarray, np.ndarray] | None) -> TopK:
-    """Most-popular: the k movies with most training ratings that the user has not seen."""
-    ones = np.ones((user_ids.size, 1), dtype=np.float32)
-    return recommend_arrays(user_ids, ones, catalogue.item_ids,
-                            catalogue.counts.astype(np.float32)[:, None], k, seen)
+    """Most-popular: the k movies with most training ratings that the user has not seen (ties
+    to the lower movie id). Each user's list is the first k unseen movies of one popularity
+    order, so the work grows with k plus the user's seen movies, not with the catalogue."""
+    user_ids = np.asarray(user_ids, np.int64)
+    order = np.lexsort((catalogue.item_ids, -catalogue.counts))  # popularity order
+    rank_of = np.empty(catalogue.size, dtype=np.int64)
+    rank_of[order] = np.arange(catalogue.size)
+
+    def positions_of(items: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(catalogue.item_ids, items).clip(0, max(0, catalogue.size - 1))
+        found = catalogue.item_ids[at] == items if catalogue.size else np.zeros(items.size, bool)
+        return np.where(found, rank_of[at] if catalogue.size else -1, -1)
+
+    chosen = []
+    for done in _seen_positions(user_ids, positions_of, seen):
+        head = np.arange(min(catalogue.size, k + done.size))
+        chosen.append(order[head[~np.isin(head, done)][:k]])
+    counts = catalogue.counts.astype(np.float32)
+    return _lists(user_ids, chosen, catalogue.item_ids, [counts[c] for c in chosen])
 
 
 def random_lists(user_ids: np.ndarray, catalogue: Catalogue, k: int,
                  seen: tuple[np.ndarray, np.ndarray] | None, seed: int = RANDOM_SEED) -> TopK:
-    """The random-ranking floor: k unseen movies per user, uniformly at random (seeded)."""
-    zeros = np.zeros((user_ids.size, 1), dtype=np.float32)
-    return recommend_arrays(user_ids, zeros, catalogue.item_ids,
-                            np.zeros((catalogue.size, 1), dtype=np.float32), k, seen,
-                            score_block=random_scores(seed, user_ids))
+    """The random-ranking floor: k unseen movies per user, uniformly at random. Each user draws
+    from a generator seeded with (seed, user id), so a list does not depend on which other users
+    are ranked with it (on the driver or in a task); drawing k plus the user's seen movies
+    without replacement costs that many draws, not the catalogue."""
+    user_ids = np.asarray(user_ids, np.int64)
+
+    def positions_of(items: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(catalogue.item_ids, items).clip(0, max(0, catalogue.size - 1))
+        found = catalogue.item_ids[at] == items if catalogue.size else np.zeros(items.size, bool)
+        return np.where(found, at, -1)
+
+    chosen, scores = [], []
+    for user, done in zip(user_ids, _seen_positions(user_ids, positions_of, seen), strict=True):
+        rng = np.random.default_rng([seed, int(user) & 0xFFFFFFFF])
+        drawn = rng.choice(catalogue.size, size=min(catalogue.size, k + done.size),
+                           replace=False)
+        picked = drawn[~np.isin(drawn, done)][:k]
+        chosen.append(picked)
+        scores.append(np.linspace(1.0, 0.0, picked.size, endpoint=False, dtype=np.float32))
+    return _lists(user_ids, chosen, catalogue.item_ids, scores)
 
 
 @dataclass(frozen=True)

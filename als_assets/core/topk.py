@@ -8,7 +8,6 @@ recommendForAllUsers, which cannot leave out the movies a user has already rated
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +16,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 BLOCK_ROWS = 2048
-# Scores of query rows [start, stop) against every candidate, shape (stop - start, candidates).
-ScoreBlock = Callable[[int, int, int], np.ndarray]
 
 
 def top_k(
@@ -28,10 +25,8 @@ def top_k(
     exclude_rows: np.ndarray | None = None,
     exclude_cols: np.ndarray | None = None,
     block_rows: int = BLOCK_ROWS,
-    score_block: ScoreBlock | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every query row, the k candidates with the highest dot product (or the highest
-    `score_block(start, stop, n_candidates)` score, for scores that are not a product).
+    """For every query row, the k candidates with the highest dot product.
 
     `exclude_rows[j], exclude_cols[j]` pairs (query index, candidate index) are never returned.
     Ties break by candidate index, so results are deterministic. Returns flat arrays
@@ -50,10 +45,7 @@ def top_k(
         exclude_rows, exclude_cols = exclude_rows[order], exclude_cols[order]
     for start in range(0, n_q, block_rows):
         stop = min(start + block_rows, n_q)
-        if score_block is None:
-            scores = queries[start:stop] @ cand_t
-        else:
-            scores = score_block(start, stop, n_c)
+        scores = queries[start:stop] @ cand_t
         if exclude_rows is not None:
             lo, hi = np.searchsorted(exclude_rows, [start, stop])
             scores[exclude_rows[lo:hi] - start, exclude_cols[lo:hi]] = -np.inf
@@ -184,30 +176,15 @@ def exclusion_indices(user_ids: np.ndarray, item_ids: np.ndarray, seen_users: np
 
 
 def recommend_arrays(user_ids: np.ndarray, users: np.ndarray, item_ids: np.ndarray,
-                     items: np.ndarray, k: int, seen: tuple[np.ndarray, np.ndarray] | None,
-                     score_block: ScoreBlock | None = None) -> TopK:
-    """Top-k items per user by dot product (or by `score_block`), leaving out `seen` (user ids,
-    movie ids) pairs. Ids sorted ascending, factor rows in the same order."""
+                     items: np.ndarray, k: int, seen: tuple[np.ndarray, np.ndarray] | None
+                     ) -> TopK:
+    """Top-k items per user by dot product, leaving out `seen` (user ids, movie ids) pairs. Ids
+    sorted ascending, factor rows in the same order."""
     ex_rows = ex_cols = None
     if seen is not None:
         ex_rows, ex_cols = exclusion_indices(user_ids, item_ids, *seen)
-    q, c, s = top_k(users, items, k, ex_rows, ex_cols, score_block=score_block)
+    q, c, s = top_k(users, items, k, ex_rows, ex_cols)
     return TopK(user_ids[q].astype(np.int64), item_ids[c].astype(np.int64), s, _ranks(q))
-
-
-def random_scores(seed: int, user_ids: np.ndarray) -> ScoreBlock:
-    """A `score_block` of uniform random scores for the query rows `user_ids`: the
-    random-ranking floor. Each user's scores come from a generator seeded with (seed, user id),
-    so a user's list does not depend on which other users are ranked with it (on the driver or
-    in a task on an executor)."""
-    def score(start: int, stop: int, n_candidates: int) -> np.ndarray:
-        out = np.empty((stop - start, n_candidates), dtype=np.float32)
-        for row, user in enumerate(user_ids[start:stop]):
-            out[row] = np.random.default_rng([seed, int(user) & 0xFFFFFFFF]).random(n_candidates,
-                                                                       dtype=np.float32)
-        return out
-
-    return score
 
 
 def _seen_arrays(seen: DataFrame | None) -> tuple[np.ndarray, np.ndarray] | None:
