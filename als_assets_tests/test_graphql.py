@@ -149,7 +149,7 @@ def test_lineage_of_the_model(world):
         ("experiment_leaderboard",)}
     assert node["groupName"] == "models" and node["isPartitioned"]
     assert node["kinds"] == ["spark"]
-    assert node["opVersion"] == "als_model-1"
+    assert node["opVersion"] == "als_model-2"
     assert {"team": "recsys"} in node["owners"]
     assert {"key": "model", "value": "als"} in node["tags"]
     assert {"key": "scope", "value": "experiment"} in node["tags"]
@@ -182,7 +182,7 @@ def test_model_materialization_shows_params_metrics_versions_and_plots(world):
         assert number(meta[f"baseline_validation_{metric}"]) > 0
         assert meta["storage_path"]["text"].endswith("/model")
         assert f"/als_model/{name}/" in meta["storage_path"]["text"]
-        assert tags["dagster/code_version"] == "als_model-1"
+        assert tags["dagster/code_version"] == "als_model-2"
         assert tags["dagster/data_version"] == node["dataVersion"]
         assert tags["dagster/input_data_version/ratings"]
         for plot in ("tuning_heatmap", "validation_vs_baseline", "training_ratings"):

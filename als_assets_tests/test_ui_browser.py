@@ -465,7 +465,7 @@ def test_materialize_an_experiment_from_the_ui_and_judge_the_model(dagster, page
     shot(page, "07_als_model_metadata")
     page.get_by_text("storage_path", exact=True).first.scroll_into_view_if_needed()
     page.get_by_text("Show tags", exact=False).first.click()  # data and code version tags
-    for text in ("code_version", "als_model-1", "data_version"):
+    for text in ("code_version", "als_model-2", "data_version"):
         page.get_by_text(text, exact=True).first.wait_for()
     page.get_by_text("data_version", exact=True).first.scroll_into_view_if_needed()
     shot(page, "07_als_model_path_and_versions")
