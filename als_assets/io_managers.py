@@ -4,7 +4,13 @@
 
 from typing import Any
 
-from dagster import ConfigurableIOManager, InputContext, OutputContext, ResourceDependency
+from dagster import (
+    ConfigurableIOManager,
+    DagsterInvariantViolationError,
+    InputContext,
+    OutputContext,
+    ResourceDependency,
+)
 from pydantic import Field
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
@@ -53,8 +59,10 @@ class VersionedSparkIOManager(ConfigurableIOManager):
             return self.store.read(asset, partition, lambda: self.spark.session)
         # A version folder never changes, so its path is a safe cache key within a session.
         session = self.spark.session
-        describe_jobs(session, context.op_def.name,
-                      context.partition_key if context.has_partition_key else None)
+        step = _consuming_step(context)
+        if step is not None:
+            describe_jobs(session, step, context.partition_key if context.has_partition_key
+                          else None)
         key = (id(session), str(self.store.slot(asset, partition)))
         cached = _READ_CACHE.get(key)
         if cached is not None and cached[0] == stored.path:
@@ -65,6 +73,15 @@ class VersionedSparkIOManager(ConfigurableIOManager):
         frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
         _READ_CACHE[key] = (stored.path, frame)
         return frame
+
+
+def _consuming_step(context: InputContext) -> str | None:
+    """The op that reads the input, or None when no step does (`Definitions.load_asset_value`
+    outside a run)."""
+    try:
+        return context.op_def.name
+    except DagsterInvariantViolationError:
+        return None
 
 
 def describe_jobs(session, step: str, partition: str | None) -> None:
