@@ -290,8 +290,10 @@ def test_tuning_on_a_ranking_metric(ratings, method, implicit):
 
 def test_a_failed_grid_point_is_recorded_and_the_search_goes_on(ratings):
     parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
-    # rank 0 is refused by Spark itself when the fit starts.
-    grid = GridConfig(rank=(0, 3), max_iter=(3,), reg_param=(0.1,))
+    # rank 0 is refused by Spark itself when the fit starts. The config refuses it first, so
+    # the grid is edited past the config's validation to reach Spark's refusal.
+    grid = GridConfig(rank=(1, 3), max_iter=(3,), reg_param=(0.1,))
+    object.__setattr__(grid, "rank", (0, 3))
     config = replace(ExperimentConfig(name="t"),
                      tuning=TuningConfig(grid=grid, parallelism=2))
     result = tune(parts.training, parts.validation, config, blocks=2)
