@@ -52,7 +52,8 @@ from .topk import (
 PATH_CONF = "spark.als.topk.path"
 PATHS = ("auto", "driver", "executors")
 # The driver path wins on small data: no Python workers to start, no shuffle of seen lists.
-# benchmarks/README.md (section "Top-K on the executors") has the measurements behind the value.
+# The value is a judgement between the synthetic 1M (driver) and 10M (executors) shapes;
+# benchmarks/topk_paths.py is the measurement to set it by (not yet run on a quiet machine).
 DRIVER_MAX_SCORES = 200_000_000
 
 
