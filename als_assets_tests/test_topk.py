@@ -8,6 +8,7 @@ import pytest
 from pyspark.sql import types as T
 
 from als_assets.assets.similarity import neighbours_markdown, showcase_movies
+from als_assets.core import topk
 from als_assets.core.ranking import Catalogue, popular_lists
 from als_assets.core.topk import (
     RECS_SCHEMA,
@@ -153,6 +154,57 @@ def test_top_k_everything_excluded_gives_no_rows_for_that_query():
     q, c, _ = top_k(queries, candidates, 2, np.array([0, 0, 0]), np.array([0, 1, 2]))
     assert q.tolist() == [1, 1]
     assert c.tolist() == [2, 1]
+
+
+def test_large_catalogues_take_the_sampled_path_with_the_same_lists_ties_included(monkeypatch):
+    """Past SAMPLE_MIN_K * k sampled columns, only the columns at or above a sample's k-th score
+    are sorted. Integer factors make many exact ties, at the k-th score too; a query that has
+    seen all but two candidates gets two rows; the brute-force reference must come out."""
+    rng = np.random.default_rng(11)
+    k, n_c = 5, topk.SAMPLE_STRIDE * topk.SAMPLE_MIN_K * 5 + 37
+    queries = rng.integers(-6, 7, (30, 3)).astype(np.float32)
+    candidates = rng.integers(-6, 7, (n_c, 3)).astype(np.float32)
+    ex_q = rng.integers(0, 30, 400)
+    ex_c = rng.integers(0, n_c, 400)
+    ex_q = np.r_[ex_q, np.full(n_c - 2, 7)]
+    ex_c = np.r_[ex_c, np.arange(2, n_c)]
+    excluded = set(zip(ex_q.tolist(), ex_c.tolist(), strict=True))
+    whole = []
+
+    def partitioned(scores, k, _real=topk._top_k_indices):
+        whole.append(scores.shape[0])
+        return _real(scores, k)
+
+    monkeypatch.setattr(topk, "_top_k_indices", partitioned)
+    got = as_triples(top_k(queries, candidates, k, ex_q, ex_c, block_rows=8))
+    assert sum(whole) < 10, f"{sum(whole)} of 30 rows were partitioned whole"
+    assert_same_top_k(got, reference_top_k(queries, candidates, k, excluded))
+    assert [c for q, c, _ in got if q == 7] == [0, 1]
+
+
+def test_sampled_path_equals_whole_row_partitioning_on_float_scores(monkeypatch):
+    rng = np.random.default_rng(12)
+    queries = rng.normal(size=(300, 8)).astype(np.float32)
+    candidates = rng.normal(size=(5000, 8)).astype(np.float32)
+    ex_q, ex_c = rng.integers(0, 300, 20_000), rng.integers(0, 5000, 20_000)
+    sampled = top_k(queries, candidates, 10, ex_q, ex_c, block_rows=64)
+    monkeypatch.setattr(topk, "SAMPLE_MIN_K", 10**9)
+    whole = top_k(queries, candidates, 10, ex_q, ex_c, block_rows=64)
+    for a, b in zip(sampled, whole, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mass_ties_fall_back_to_whole_rows(monkeypatch):
+    """All scores equal: every column ties at the threshold, so the rows are partitioned
+    whole; the k lowest candidate indices come out."""
+    n_c = topk.SAMPLE_STRIDE * topk.SAMPLE_MIN_K * 10
+    whole = []
+    monkeypatch.setattr(topk, "_top_k_indices", lambda scores, k, _real=topk._top_k_indices:
+                        whole.append(scores.shape[0]) or _real(scores, k))
+    q, c, s = top_k(np.ones((4, 2), np.float32), np.zeros((n_c, 2), np.float32), 3)
+    assert whole == [4]
+    assert q.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert c.tolist() == [0, 1, 2] * 4 and not s.any()
 
 
 # ---------------------------------------------------------------------------------------------

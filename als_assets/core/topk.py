@@ -49,21 +49,71 @@ def top_k(
         if exclude_rows is not None:
             lo, hi = np.searchsorted(exclude_rows, [start, stop])
             scores[exclude_rows[lo:hi] - start, exclude_cols[lo:hi]] = -np.inf
-        if k < n_c:
-            part = _top_k_indices(scores, k)
-        else:
-            part = np.broadcast_to(np.arange(n_c), scores.shape).copy()
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        # Sort each row by score descending, then candidate index ascending.
-        order = np.lexsort((part, -part_scores), axis=1)
-        part = np.take_along_axis(part, order, axis=1)
-        part_scores = np.take_along_axis(part_scores, order, axis=1)
+        part, part_scores = _top_k_sorted(scores, k)
         rows = np.repeat(np.arange(start, stop), k).reshape(stop - start, k)
         keep = np.isfinite(part_scores)
         q_out.append(rows[keep])
         c_out.append(part[keep])
         s_out.append(part_scores[keep])
     return np.concatenate(q_out), np.concatenate(c_out), np.concatenate(s_out)
+
+
+# The sampled pre-selection looks at every SAMPLE_STRIDE-th column, and is used only where the
+# sample holds at least SAMPLE_MIN_K times k columns (below that, partitioning whole rows is
+# cheap anyway).
+SAMPLE_STRIDE = 16
+SAMPLE_MIN_K = 8
+
+
+def _top_k_sorted(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest scores and their column indices, sorted by score descending, then
+    column ascending (ties at the k-th score go to the lowest columns)."""
+    n = scores.shape[1]
+    if k >= n:
+        return _sorted(scores, np.broadcast_to(np.arange(n), scores.shape).copy())
+    if n // SAMPLE_STRIDE < SAMPLE_MIN_K * k:
+        return _sorted(scores, _top_k_indices(scores, k))
+    return _top_k_sampled(scores, k)
+
+
+def _sorted(scores: np.ndarray, part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def _top_k_sampled(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_top_k_sorted` without partitioning whole rows, which is most of the cost of ranking a
+    large catalogue. The k-th largest score among a strided sample of a row's columns is at
+    most the row's own k-th largest, so the columns scoring at least that threshold hold the
+    row's top k, ties at the k-th score included; only those few candidates are sorted. Rows
+    where many columns tie at the threshold are partitioned whole instead. A row with fewer
+    than k finite scores is padded with -inf (the caller drops those)."""
+    rows_n, n = scores.shape
+    sample = scores[:, ::SAMPLE_STRIDE]
+    width = sample.shape[1]
+    threshold = np.partition(sample, width - k, axis=1)[:, width - k]
+    # -inf marks excluded columns: never candidates, even where the sample holds nothing else.
+    threshold = np.maximum(threshold, np.finfo(np.float32).min)
+    mask = scores >= threshold[:, None]
+    per_row = np.count_nonzero(mask, axis=1)
+    heavy = np.flatnonzero(per_row > max(SAMPLE_MIN_K * k * SAMPLE_STRIDE, n // 8))
+    mask[heavy] = False
+    flat = np.flatnonzero(mask)  # row-major: grouped by row
+    rows, cols = np.divmod(flat, n)
+    values = scores.reshape(-1)[flat]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    place = np.arange(rows.size) - np.searchsorted(rows, rows)
+    first = place < k
+    part = np.zeros((rows_n, k), dtype=np.int64)
+    part_scores = np.full((rows_n, k), -np.inf, dtype=scores.dtype)
+    part[rows[first], place[first]] = cols[first]
+    part_scores[rows[first], place[first]] = values[first]
+    if heavy.size:
+        part[heavy], part_scores[heavy] = _sorted(scores[heavy],
+                                                  _top_k_indices(scores[heavy], k))
+    return part, part_scores
 
 
 def _top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
