@@ -24,7 +24,7 @@ import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from dagster import (
@@ -127,17 +127,45 @@ def content_data_versions(frames: Mapping[str, DataFrame]) -> dict[str, DataVers
     return {name: h.data_version for name, h in content_hashes(frames).items()}
 
 
+def labelled_content_hashes(labelled: DataFrame, label: str,
+                            names: Sequence[str]) -> dict[str, ContentHash]:
+    """The `ContentHash` of each part of a frame whose `label` column holds the part's index in
+    `names` (the other columns are hashed), in one aggregation grouped by the label."""
+    columns = [c for c in labelled.columns if c != label]
+    rows = {r[label]: r for r in
+            labelled.groupBy(label).agg(*content_aggregates(columns)).collect()}
+    out = {}
+    for i, name in enumerate(names):
+        r = rows.get(i)
+        n, h1, h2 = (int(r["n"]), r["h1"], r["h2"]) if r is not None else (0, None, None)
+        out[name] = ContentHash(tuple(columns), n, h1, h2)
+    return out
+
+
+def _total(values: Iterable[Decimal | None]) -> Decimal:
+    # Sums of 64-bit hashes over billions of rows pass Decimal's default 28 digits.
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return sum((v or Decimal(0) for v in values), Decimal(0))
+
+
+def combined(parts: Sequence[ContentHash]) -> ContentHash:
+    """The `ContentHash` of the parts' rows together (the hash sums add)."""
+    rows = sum(p.rows for p in parts)
+    if not rows:
+        return ContentHash(parts[0].columns, 0, None, None)
+    return ContentHash(parts[0].columns, rows, _total(p.h1 for p in parts),
+                       _total(p.h2 for p in parts))
+
+
 def hashes_add_up(parts: Sequence[ContentHash], whole: ContentHash) -> bool:
     """Whether the parts hold exactly the whole's rows, as multisets: their row counts and both
     hash sums add up to the whole's. A row missing, added or held twice changes the count or
     shifts each sum by a 64-bit hash, and two independent sums cancelling by chance is a
     ~2^-128 event."""
-    def total(values):
-        return sum((v or Decimal(0) for v in values), Decimal(0))
-
     return (sum(p.rows for p in parts) == whole.rows
-            and total(p.h1 for p in parts) == total([whole.h1])
-            and total(p.h2 for p in parts) == total([whole.h2]))
+            and _total(p.h1 for p in parts) == _total([whole.h1])
+            and _total(p.h2 for p in parts) == _total([whole.h2]))
 
 
 def latest_data_version(context: AssetExecutionContext, asset: str) -> str | None:

@@ -115,6 +115,8 @@ def test_experiments_with_the_same_split_link_its_files(synthetic_instance, spar
     # earlier split's check where it was reused.
     proofs = sorted(e.metadata["proof"].value for e in evaluations)
     assert sum("hash sums" in p for p in proofs) == 1
+    # Where it was made, no pass over the ratings: the sums match their recorded version.
+    assert sum(p.endswith("recorded data version") for p in proofs) == 1
     assert sum(p.startswith("the split of experiment") for p in proofs) == len(SYNTHETIC)
 
 

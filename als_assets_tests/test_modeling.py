@@ -12,6 +12,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import functions as F
 
+from als_assets.core.distributed import DRIVER_MAX_ROWS, PATH_CONF, choose_path
 from als_assets.core.experiments import (
     AlsParams,
     ExperimentConfig,
@@ -21,12 +22,14 @@ from als_assets.core.experiments import (
 )
 from als_assets.core.metrics import ranking_metrics, relevant_items
 from als_assets.core.modeling import (
+    SPLIT_LABEL,
     Splits,
     make_als,
     split_overlap_summary,
     split_ratings,
     to_interactions,
 )
+from als_assets.core.ranking import HeldOut
 from als_assets.core.sources import SyntheticSpec, synthetic_ratings
 from als_assets.core.spark import (
     DEEP_STACK_ITERATIONS,
@@ -46,7 +49,12 @@ from als_assets.core.tuning import (
     heldout_rmse,
     tune,
 )
-from als_assets.versions import content_hashes, hashes_add_up
+from als_assets.versions import (
+    combined,
+    content_hashes,
+    hashes_add_up,
+    labelled_content_hashes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +70,29 @@ def test_split_is_disjoint_complete_and_reproducible(ratings):
     again = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
     assert again.test.exceptAll(parts.test).count() == 0
     assert split_ratings(ratings, (0.6, 0.2, 0.2), 7).test.exceptAll(parts.test).count() > 0
+
+
+@pytest.mark.parametrize("ratios", [(0.6, 0.2, 0.2), (0.8, 0.1, 0.1), (3.0, 1.0, 1.0)])
+def test_split_labels_give_exactly_spark_random_split(ratings, ratios):
+    """One labelling pass reproduces randomSplit's three samples row for row, on an input of
+    several partitions (each sampled with its own seed + partition index)."""
+    spread = ratings.repartition(4, "user_id").cache()
+    parts = split_ratings(spread, ratios, 42)
+    expected = spread.randomSplit(list(ratios), seed=42)
+    for got, want in zip((parts.training, parts.validation, parts.test), expected, strict=True):
+        assert got.count() == want.count() > 0
+        assert got.exceptAll(want).count() == 0 and want.exceptAll(got).count() == 0
+
+
+def test_labelled_split_hashes_are_each_split_s_own_hash(ratings):
+    parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
+    names = ("training", "validation", "test")
+    one_pass = labelled_content_hashes(parts.labelled, SPLIT_LABEL, names)
+    separate = content_hashes({"ratings": ratings, "training": parts.training,
+                               "validation": parts.validation, "test": parts.test})
+    assert one_pass == {n: separate[n] for n in names}
+    # Together they are the ratings' hash: the ratings' data version, with no pass over them.
+    assert combined(list(one_pass.values())).data_version == separate["ratings"].data_version
 
 
 def test_overlapping_or_missing_rows_are_counted(ratings):
@@ -286,6 +317,42 @@ def test_tuning_on_a_ranking_metric(ratings, method, implicit):
         recs = recommend_for_users(model.userFactors, model.itemFactors, 10, parts.training)
         expected = ranking_metrics(recs, relevant_items(parts.validation, 4.0), 10).ndcg_at_k
         assert result.best_score == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["rmse", "ndcg_at_k"])
+@pytest.mark.parametrize("method", ["holdout", "cv"])
+def test_tuning_scores_the_same_on_the_executors_path(ratings, spark, monkeypatch, method,
+                                                       metric):
+    """Data too large to collect is scored in Spark (RMSE by a join, ranking metrics judged in
+    tasks): the same scores and baseline as the driver's, and no held-out row collected."""
+    parts = split_ratings(ratings, (0.6, 0.2, 0.2), 42)
+    grid = GridConfig(rank=(2, 4), max_iter=(3,), reg_param=(0.1,))
+    config = replace(ExperimentConfig(name="t"),
+                     tuning=TuningConfig(method=method, grid=grid, num_folds=2, parallelism=2,
+                                         metric=metric))
+    results = {}
+    try:
+        for path in ("driver", "executors"):
+            spark.conf.set(PATH_CONF, path)
+            if path == "executors":
+                def refuse(*_args, **_kwargs):
+                    raise AssertionError("held-out rows were collected to the driver")
+
+                monkeypatch.setattr(HeldOutRatings, "collect", refuse)
+                monkeypatch.setattr(HeldOut, "collect", refuse)
+            results[path] = tune(parts.training, parts.validation, config, blocks=2)
+    finally:
+        spark.conf.unset(PATH_CONF)
+    driver, executors = results["driver"], results["executors"]
+    assert executors.best == driver.best
+    for a, b in zip(executors.grid, driver.grid, strict=True):
+        assert a.error is None and a.score == pytest.approx(b.score, rel=1e-6, abs=1e-12)
+    assert executors.baseline_score == pytest.approx(driver.baseline_score, rel=1e-9)
+
+
+def test_the_rmse_switch_is_by_held_out_rows(spark):
+    assert choose_path(spark, DRIVER_MAX_ROWS, 1, DRIVER_MAX_ROWS) == "driver"
+    assert choose_path(spark, DRIVER_MAX_ROWS + 1, 1, DRIVER_MAX_ROWS) == "executors"
 
 
 def test_a_failed_grid_point_is_recorded_and_the_search_goes_on(ratings):

@@ -57,13 +57,13 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     from als_assets.core.cold_start import cold_start_report
     from als_assets.core.evaluation import evaluate_model
     from als_assets.core.experiments import load_experiments
-    from als_assets.core.modeling import fit_als, split_ratings
+    from als_assets.core.modeling import SPLIT_LABEL, fit_als, split_ratings
     from als_assets.core.reports import pick_sample_user, sample_user_view
     from als_assets.core.spark import SparkSettings, als_blocks, build_spark_session
     from als_assets.core.storage import VersionedStore
     from als_assets.core.tuning import tune
     from als_assets.resources import RatingsSource
-    from als_assets.versions import content_hashes, hashes_add_up
+    from als_assets.versions import combined, content_version, labelled_content_hashes
 
     stages: dict[str, float] = {"import": round(time.time() - t0, 2)}
     config = load_experiments(os.environ["ALS_EXPERIMENTS_FILE"])[experiment]
@@ -99,26 +99,27 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
         spark_holder["s"] = spark
         blocks = als_blocks(spark)
     from als_assets.core.ratings_check import summarize_ratings
-    from als_assets.core.sources import clean_ratings
+    from als_assets.core.sources import clean_columns, clean_ratings
 
     source = RatingsSource(kind="movielens", movielens_dir=os.environ["ALS_MOVIELENS_DIR"])
     with stage("ratings"):
         raw = source.load_ratings(spark).persist(StorageLevel.MEMORY_AND_DISK)
-        summary = summarize_ratings(raw)
+        # As the asset: the cleaned rows' content hash (the data version) in the same pass.
+        summary = summarize_ratings(raw, content_of=clean_columns(raw))
         assert not summary.problems, summary.problems
         ratings = keep("ratings", clean_ratings(raw), None)
+        ratings_version = content_version(ratings.columns, *summary.content)
     with stage("movies"):
         movies = source.load_movies(spark).persist(StorageLevel.MEMORY_AND_DISK)
         movies.count()
         movies = keep("movies", movies, None)
     with stage("splits"):
         parts = split_ratings(ratings, config.split.ratios, config.split.seed)
-        # As the asset: the splits' and the ratings' content hashes in one aggregation (the
-        # data versions, and the disjoint-and-complete proof).
-        hashes = content_hashes({"ratings": ratings, "training": parts.training,
-                                 "validation": parts.validation, "test": parts.test})
-        assert hashes_add_up([hashes[n] for n in ("training", "validation", "test")],
-                             hashes["ratings"])
+        # As the asset: the splits' content hashes in one pass over the labelled rows (the
+        # data versions), adding up to the ratings' version (the disjoint-and-complete proof).
+        hashes = labelled_content_hashes(parts.labelled, SPLIT_LABEL,
+                                         ("training", "validation", "test"))
+        assert combined(list(hashes.values())).data_version == ratings_version
         training = keep("training", parts.training)
         validation = keep("validation", parts.validation)
         test = keep("test", parts.test)

@@ -15,15 +15,19 @@ from dagster import (
 from pyspark.sql import DataFrame
 
 from ..checks import SPLITS_DISJOINT, gate
-from ..core.modeling import split_overlap_summary, split_ratings
+from ..core.modeling import SPLIT_LABEL, Splits, split_overlap_summary, split_ratings
 from ..core.storage import StoredCopy
 from ..io_managers import stored_path_of
 from ..partitions import experiment_config
 from ..versions import (
     DATA_VERSION_TAG,
+    ContentHash,
+    combined,
     content_hashes,
     experiment_tags,
     hashes_add_up,
+    labelled_content_hashes,
+    latest_data_version,
     stable_hash,
 )
 from .experiment_asset import experiment_asset
@@ -58,26 +62,11 @@ def splits(context: AssetExecutionContext, ratings):
     parts = split_ratings(ratings, config.split.ratios, config.split.seed)
     frames = {"training": parts.training, "validation": parts.validation, "test": parts.test}
     # The splits' content hashes are their data versions (hashing the rows captures both the
-    # ratings and the split config). With the ratings' own hash, from the same aggregation,
-    # they also prove the check: the ratings hold no duplicate pair (ratings_valid), so splits
-    # that together hold exactly the ratings' rows are disjoint and complete.
-    hashes = content_hashes({"ratings": ratings, **frames})
-    counts = {"ratings": hashes["ratings"].rows,
-              **{name: hashes[name].rows for name in frames}}
-    counts["sum_of_splits"] = sum(counts[name] for name in frames)
-    problems = []
-    if hashes_add_up([hashes[name] for name in frames], hashes["ratings"]):
-        counts["proof"] = "row count and row-hash sums of the splits add up to the ratings'"
-    else:
-        # Only a failing split pays for counting which pairs are missing or repeated.
-        counts = split_overlap_summary(ratings, parts)
-        if counts["sum_of_splits"] != counts["ratings"]:
-            problems.append(f"splits hold {counts['sum_of_splits']} rows, "
-                            f"ratings {counts['ratings']}")
-        repeated = counts["sum_of_splits"] - counts["distinct_pairs_in_splits"]
-        if repeated:
-            problems.append(f"{repeated} pairs are in more than one split")
-        problems = problems or ["the splits' rows differ from the ratings' rows"]
+    # ratings and the split config), in one pass over the labelled rows. They also prove the
+    # check: the ratings hold no duplicate pair (ratings_valid), so splits that together hold
+    # exactly the ratings' rows are disjoint and complete.
+    hashes = labelled_content_hashes(parts.labelled, SPLIT_LABEL, SPLIT_NAMES)
+    counts, problems = _prove(context, ratings, parts, hashes)
     yield from gate([AssetCheckResult(
         asset_key="training", check_name=SPLITS_DISJOINT.name, passed=not problems,
         description="; ".join(problems) or "disjoint and complete", metadata=counts)])
@@ -86,6 +75,37 @@ def splits(context: AssetExecutionContext, ratings):
         yield Output(frame, output_name=name, data_version=hashes[name].data_version,
                      metadata=_split_metadata(context, config, key, counts[name],
                                               counts[name] / total if total else 0.0))
+
+
+def _prove(context: AssetExecutionContext, ratings: DataFrame, parts: Splits,
+           hashes: dict[str, ContentHash]) -> tuple[dict, list[str]]:
+    """The check's counts and problems. Cheapest first: the splits' hashes add up to the data
+    version the ratings were recorded with (no pass over the ratings); else to the ratings'
+    own hash as read here (one pass: ratings not from this instance's store, or recorded
+    under another version); else the pairs are counted to say what is missing or repeated."""
+    together = combined([hashes[name] for name in SPLIT_NAMES])
+    counts = {"ratings": together.rows, **{name: hashes[name].rows for name in SPLIT_NAMES},
+              "sum_of_splits": together.rows}
+    if together.rows and together.data_version.value == latest_data_version(context,
+                                                                             "ratings"):
+        counts["proof"] = ("row count and row-hash sums of the splits add up to the ratings' "
+                           "recorded data version")
+        return counts, []
+    whole = content_hashes({"ratings": ratings})["ratings"]
+    counts["ratings"] = whole.rows
+    if hashes_add_up([hashes[name] for name in SPLIT_NAMES], whole):
+        counts["proof"] = "row count and row-hash sums of the splits add up to the ratings'"
+        return counts, []
+    # Only a failing split pays for counting which pairs are missing or repeated.
+    counts = split_overlap_summary(ratings, parts)
+    problems = []
+    if counts["sum_of_splits"] != counts["ratings"]:
+        problems.append(f"splits hold {counts['sum_of_splits']} rows, "
+                        f"ratings {counts['ratings']}")
+    repeated = counts["sum_of_splits"] - counts["distinct_pairs_in_splits"]
+    if repeated:
+        problems.append(f"{repeated} pairs are in more than one split")
+    return counts, problems or ["the splits' rows differ from the ratings' rows"]
 
 
 def _split_metadata(context: AssetExecutionContext, config, key: str, rows: int,

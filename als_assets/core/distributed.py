@@ -12,7 +12,8 @@ candidate matrix, both paths give identical lists, ties included.
 One switch rule decides the path (`choose_path`): the driver while a step scores at most
 `DRIVER_MAX_SCORES` (query rows x candidates: users x catalogue for the lists, movies x movies for
 similarity), the executors beyond; the Spark setting `spark.als.topk.path` (`auto`, `driver`,
-`executors`) overrides it, e.g. to spread small data over a cluster.
+`executors`) overrides it, e.g. to spread small data over a cluster. Tuning by RMSE follows the
+same rule with its own bound, `DRIVER_MAX_ROWS` held-out ratings collected.
 """
 
 from __future__ import annotations
@@ -55,17 +56,21 @@ PATHS = ("auto", "driver", "executors")
 # The value is a judgement between the synthetic 1M (driver) and 10M (executors) shapes;
 # benchmarks/topk_paths.py is the measurement to set it by (not yet run on a quiet machine).
 DRIVER_MAX_SCORES = 200_000_000
+# Scoring a grid by RMSE on the driver collects the held-out ratings (three arrays per row);
+# past this many rows each model is scored by a Spark join instead.
+DRIVER_MAX_ROWS = 1_000_000
 
 
-def choose_path(spark, queries: int, candidates: int) -> str:
-    """`driver` or `executors` for a step that scores `queries` x `candidates` pairs."""
+def choose_path(spark, queries: int, candidates: int, limit: int = DRIVER_MAX_SCORES) -> str:
+    """`driver` or `executors` for a step that scores `queries` x `candidates` pairs (at most
+    `limit` on the driver)."""
     wanted = spark.conf.get(PATH_CONF, "auto").strip().lower()
     if wanted not in PATHS:
         raise ValueError(f"Spark setting {PATH_CONF} = {wanted!r}: expected one of "
                          f"{', '.join(PATHS)}")
     if wanted != "auto":
         return wanted
-    return "executors" if queries * candidates > DRIVER_MAX_SCORES else "driver"
+    return "executors" if queries * candidates > limit else "driver"
 
 
 def recommend(user_factors: DataFrame, item_factors: DataFrame, k: int,

@@ -17,20 +17,58 @@ from .spark import DEFAULT_STACK_ITERATIONS, uncheckpointed_iterations
 USER, ITEM = "user_id", "movie_id"
 
 
+SPLIT_LABEL = "_split"
+
+
 @dataclass(frozen=True)
 class Splits:
     training: DataFrame
     validation: DataFrame
     test: DataFrame
+    # The cached ratings with each row's split index (`SPLIT_LABEL`): one pass over it hashes or
+    # counts all three splits. None for splits made some other way.
+    labelled: DataFrame | None = None
+
+
+def split_bounds(ratios: tuple[float, ...]) -> list[float]:
+    """The cumulative bounds Spark's `randomSplit` gives each split, computed as it does
+    (weights over their sum, then a running sum from 0.0), so the float edges are the same."""
+    total = 0.0
+    for w in ratios:
+        total += float(w)
+    bounds = [0.0]
+    for w in ratios:
+        bounds.append(bounds[-1] + float(w) / total)
+    return bounds
+
+
+def split_labels(ratings: DataFrame, ratios: tuple[float, ...], seed: int) -> DataFrame:
+    """`ratings` with `SPLIT_LABEL`: the index of the split Spark's `randomSplit(ratios, seed)`
+    puts each row in. `randomSplit` sorts each partition by every column and then draws one
+    uniform number per row from XORShiftRandom(seed + partition index), keeping the rows whose
+    number lies in a split's [lower, upper) bounds, once per split. `rand(seed)` over the same
+    sorted partitions draws the same numbers, so one pass labels every row as the three
+    samples would, instead of sorting and sampling the input three times per use. (A row whose
+    number falls past the last bound, a float rounding edge, is in no split, as in Spark.)"""
+    bounds = split_bounds(ratios)
+    x = F.rand(seed)
+    sorted_rows = ratings.sortWithinPartitions(*ratings.columns)
+    label = F.lit(None).cast("int")
+    for i in reversed(range(len(ratios))):
+        label = F.when((F.col("_x") >= bounds[i]) & (F.col("_x") < bounds[i + 1]),
+                       F.lit(i)).otherwise(label)
+    return sorted_rows.withColumn("_x", x).withColumn(SPLIT_LABEL, label).drop("_x")
 
 
 def split_ratings(ratings: DataFrame, ratios: tuple[float, ...], seed: int) -> Splits:
-    """Random 3-way split. The input is cached first: randomSplit samples each split from a
-    recomputation of its input, and an input whose row order can change between recomputations
-    (a shuffle, a re-read) would give overlapping or missing rows."""
-    ratings = ratings.persist(StorageLevel.MEMORY_AND_DISK)
-    training, validation, test = ratings.randomSplit(list(ratios), seed=seed)
-    return Splits(training, validation, test)
+    """Random 3-way split: the rows `randomSplit(ratios, seed)` gives for the same input
+    partitions, labelled in one pass (`split_labels`) and cached. Each split is a filter of the
+    cached labels, so writing the three splits and hashing them reads the cache, not the
+    input, and a row is in exactly one split however often the splits are recomputed."""
+    labelled = split_labels(ratings, ratios, seed).persist(StorageLevel.MEMORY_AND_DISK)
+    parts = [labelled.filter(F.col(SPLIT_LABEL) == i).drop(SPLIT_LABEL)
+             for i in range(len(ratios))]
+    return Splits(*parts, labelled=labelled)
 
 
 def split_overlap_summary(ratings: DataFrame, splits: Splits) -> dict[str, int]:

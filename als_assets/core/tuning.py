@@ -17,6 +17,12 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .distributed import (
+    DRIVER_MAX_ROWS,
+    choose_path,
+    judge_on_executors,
+    recommend_on_executors,
+)
 from .experiments import AlsParams, ExperimentConfig, TuningConfig
 from .modeling import fit_als, make_als, training_data
 from .ranking import Catalogue, HeldOut, model_lists, popular_lists
@@ -158,31 +164,59 @@ Scorer = Callable[[ALSModel], float]
 @dataclass(frozen=True)
 class _HeldOutPart:
     """A held-out part prepared for scoring many models: the score function for the tuning
-    metric, and the same metric of the baseline."""
+    metric, and the same metric of the baseline (read after the scoring: on the executors'
+    path it comes with the first model's judgement)."""
 
     score: Scorer
-    baseline_score: float
+    baseline: Callable[[], float]
+
+    @property
+    def baseline_score(self) -> float:
+        return self.baseline()
 
 
 def _prepare(train: DataFrame, held: DataFrame, config: ExperimentConfig) -> _HeldOutPart:
-    """Collect what scoring needs once, on the driver: the held-out ratings (RMSE), or the seen
-    and relevant pairs with the evaluation's K, relevance and seen-exclusion (ranking)."""
+    """What scoring needs, prepared once for a whole grid on the path `choose_path` picks. On
+    the driver: the held-out ratings (RMSE), or the seen and relevant pairs with the
+    evaluation's K, relevance and seen-exclusion (ranking), collected once. On the executors
+    (data too large to collect): each model is scored by a Spark join (RMSE) or judged in tasks
+    (ranking), and nothing that grows with users or ratings reaches the driver."""
     metric = config.metric
+    spark = train.sparkSession
     if metric == "rmse":
-        ratings = HeldOutRatings.collect(held)
         mu = float(train.agg(F.avg("rating")).first()[0])
-        baseline = float(np.sqrt(np.mean((ratings.ratings - mu) ** 2))) \
+        if choose_path(spark, held.count(), 1, DRIVER_MAX_ROWS) == "executors":
+            baseline = held.agg(F.sqrt(F.avg((F.col("rating") - F.lit(mu)) ** 2))).first()[0]
+            return _HeldOutPart(lambda model: spark_rmse(model, held),
+                                lambda: float("nan") if baseline is None else float(baseline))
+        ratings = HeldOutRatings.collect(held)
+        value = float(np.sqrt(np.mean((ratings.ratings - mu) ** 2))) \
             if ratings.ratings.size else float("nan")
-        return _HeldOutPart(lambda model: heldout_rmse(model, ratings), baseline)
+        return _HeldOutPart(lambda model: heldout_rmse(model, ratings), lambda: value)
     rk = config.ranking
+    catalogue = Catalogue.of(train)
+    users = train.select(USER).distinct()
+    if choose_path(spark, users.count(), catalogue.size) == "executors":
+        seen = train.select(USER, ITEM) if rk.exclude_seen else None
+        popular: list[float] = []
+
+        def judged(model: ALSModel) -> float:
+            lists = recommend_on_executors(model.userFactors, model.itemFactors, rk.k, seen)
+            scores = judge_on_executors(lists, seen, held, catalogue, rk.k,
+                                        rk.relevance_threshold)
+            if not popular:
+                popular.append(scores[1].relevant.value(metric))
+            return scores[0].relevant.value(metric)
+
+        return _HeldOutPart(judged, lambda: popular[0] if popular else float("nan"))
     part = HeldOut.collect(train, held, rk.k, rk.relevance_threshold, rk.exclude_seen)
-    users = np.sort(train.select(USER).distinct().toPandas()[USER].to_numpy(np.int64))
-    popular = popular_lists(users, Catalogue.of(train), rk.k, part.seen)
+    user_ids = np.sort(users.toPandas()[USER].to_numpy(np.int64))
+    value = part.score(popular_lists(user_ids, catalogue, rk.k, part.seen)).value(metric)
 
     def score(model: ALSModel) -> float:
         return part.score(model_lists(model, rk.k, part.seen)[1]).value(metric)
 
-    return _HeldOutPart(score, part.score(popular).value(metric))
+    return _HeldOutPart(score, lambda: value)
 
 
 def tune(
@@ -264,6 +298,14 @@ def heldout_rmse(model: ALSModel, held: HeldOutRatings) -> float:
         return float("nan")
     predicted = np.einsum("ij,ij->i", users[u[known]], items[i[known]]).astype(np.float64)
     return float(np.sqrt(np.mean((predicted - held.ratings[known]) ** 2)))
+
+
+def spark_rmse(model: ALSModel, held: DataFrame) -> float:
+    """`heldout_rmse` as a Spark join and aggregation: RegressionEvaluator's RMSE on
+    `model.transform(held)` with coldStartStrategy 'drop'."""
+    preds = model.copy({model.coldStartStrategy: "drop"}).transform(held)
+    value = preds.agg(F.sqrt(F.avg((F.col("prediction") - F.col("rating")) ** 2))).first()[0]
+    return float("nan") if value is None else float(value)
 
 
 def _tune_holdout(training, validation, points, config, blocks):
