@@ -162,7 +162,7 @@ def project_env(workdir: Path, data: Path, master: str, driver_memory: str,
         "SPARK_LOCAL_IP": "127.0.0.1",
         "ALS_SOURCE": "movielens",
         "ALS_MOVIELENS_DIR": str(data),
-        "ALS_EXPERIMENTS_FILE": str(EXPERIMENTS_FILE),
+        "ALS_EXPERIMENTS_FILE": os.environ.get("ALS_BENCH_EXPERIMENTS", str(EXPERIMENTS_FILE)),
         "ALS_STORAGE_ROOT": str(workdir / "storage"),
         "DAGSTER_HOME": str(home),
         "SPARK_MASTER": master,
@@ -374,6 +374,9 @@ def main() -> None:
                     help="count Spark jobs per step for profile_report.py (driver mode). Keeps "
                     "every job in Spark's status store, which made the project side ~8%% slower "
                     "in a measured run: off for the timed comparison")
+    ap.add_argument("--experiments", metavar="FILE", default=str(EXPERIMENTS_FILE),
+                    help="the project side's experiments (default: the notebook's stages); "
+                    "a variant file measures a lever, e.g. other tuning.parallelism")
     ap.add_argument("--class-archive", metavar="DIR", default="",
                     help="start the project's JVM from the class-data archive in DIR "
                     "(ALS_JVM_CLASS_ARCHIVE; opt-in, as in the project), primed first by an "
@@ -391,6 +394,7 @@ def main() -> None:
     info = machine_info()
     # The project side's runs (child processes too) read the archive folder from here.
     os.environ["ALS_JVM_CLASS_ARCHIVE"] = args.class_archive or "off"
+    os.environ["ALS_BENCH_EXPERIMENTS"] = str(Path(args.experiments).resolve())
     if not args.skip_project:
         # With an archive folder, the project's driver JVM maps the class-data archive its first
         # run writes (als_assets/core/jvm_archive.py). Time what users see from their second run
