@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +104,47 @@ def spark_jobs_by_window(windows: dict[str, tuple[float, float]]) -> dict:
     return {"total_jobs": n, "by_step": out}
 
 
+class PeakRss:
+    """Peak resident memory of this process (the Dagster/Python driver, not its JVM) since the
+    last `take()`, sampled from /proc every 0.1 s: each run's own peak, so the experiment's is
+    not hidden under the sources run's."""
+
+    def __init__(self) -> None:
+        self._peak = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while True:
+            with self._lock:
+                self._peak = max(self._peak, self._rss())
+            time.sleep(0.1)
+
+    def take(self) -> float:
+        """The peak in MB since the last call, and start a new window."""
+        with self._lock:
+            peak, self._peak = max(self._peak, self._rss()), self._rss()
+        return round(peak / 2**20, 1)
+
+
+def fit_seconds(instance, partition: str) -> float | None:
+    """The ALS fit's own seconds as `als_model` recorded them (the tuning fit it reused)."""
+    from dagster import AssetKey, AssetRecordsFilter
+
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("als_model"), asset_partitions=[partition]),
+        limit=1).records
+    if not records:
+        return None
+    value = records[0].asset_materialization.metadata.get("fit_seconds")
+    return None if value is None else round(float(value.value), 2)
+
+
 def driver_main(workdir: Path, partitions: list[str], collect_jobs: bool) -> None:
     t0 = time.time()
     from dagster import AssetSelection, DagsterInstance
@@ -111,6 +153,8 @@ def driver_main(workdir: Path, partitions: list[str], collect_jobs: bool) -> Non
 
     t_import = time.time() - t0
     report = {"import_s": round(t_import, 2), "runs": []}
+    rss = PeakRss()
+    rss.take()
     with DagsterInstance.get() as instance:
         repo = defs.get_repository_def()
         graph = repo.asset_graph
@@ -127,6 +171,8 @@ def driver_main(workdir: Path, partitions: list[str], collect_jobs: bool) -> Non
             report["runs"].append({
                 "label": label, "partition": partition, "run_id": run_id,
                 "success": result.success, "seconds": round(seconds, 2),
+                "driver_peak_rss_mb": rss.take(), "fit_seconds": fit_seconds(instance, partition)
+                if partition else None,
                 "steps": step_durations(instance, run_id), **run_bounds(instance, run_id),
             })
             windows.update({f"{label}:{k}": w

@@ -88,6 +88,13 @@ def run_size(n: int, args, workdir: Path) -> dict:
         steps.update(run["steps"])
     res["steps_s"] = steps
     res["runs_s"] = {r["label"]: r["seconds"] for r in drv["runs"]}
+    # The Python driver's own peak per run (sources, experiment) and the experiment's run over
+    # its ALS fit: issue 14's targets.
+    res["driver_peak_rss_mb_by_run"] = {r["label"]: r.get("driver_peak_rss_mb")
+                                        for r in drv["runs"]}
+    fit = next((r.get("fit_seconds") for r in drv["runs"] if r["label"] == "scale"), None)
+    res["fit_s"] = fit
+    res["run_over_fit"] = round(res["runs_s"]["scale"] / fit, 2) if fit else None
     jobs = drv.get("spark_jobs", {})
     res["spark_jobs_total"] = jobs.get("total_jobs")
     res["spark_jobs_by_step"] = {k.split(":", 1)[1]: v["jobs"]
@@ -213,6 +220,17 @@ def finish(out: dict, args) -> None:
     lines.append("| import (python+dagster+project) | " + " | ".join(
         f"{r['import_s']}" for r in ok) + " |")
     lines.append("| peak RSS MB (tree) | " + " | ".join(f"{r['peak_rss_mb']}" for r in ok) + " |")
+    def cell(r, value):
+        return "-" if value is None else f"{value}"
+
+    lines.append("| experiment run / ALS fit (s) | " + " | ".join(
+        cell(r, r.get("runs_s", {}).get("scale")) + " / " + cell(r, r.get("fit_s")) for r in ok)
+        + " |")
+    lines.append("| **run over fit** | " + " | ".join(
+        f"**{cell(r, r.get('run_over_fit'))}x**" for r in ok) + " |")
+    lines.append("| Python driver peak RSS MB: sources run / experiment run | " + " | ".join(
+        cell(r, r.get("driver_peak_rss_mb_by_run", {}).get("sources")) + " / "
+        + cell(r, r.get("driver_peak_rss_mb_by_run", {}).get("scale")) for r in ok) + " |")
     lines.append("| CPU s by other processes | " + " | ".join(
         f"{r['foreign_cpu_s']}" for r in ok) + " |")
     lines += out["notes"]
