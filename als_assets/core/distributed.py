@@ -209,8 +209,44 @@ def judge_model_lists(model, training: DataFrame, held: DataFrame, k: int,
         judged = HeldOut.collect(training, held, k, relevance_threshold, exclude_seen)
         return judge_model(model, judged, catalogue)
     seen = training.select("user_id", "movie_id") if exclude_seen else None
-    lists = recommend_on_executors(users, model.itemFactors, k, seen)
-    return judge_on_executors(lists, seen, held, catalogue, k, relevance_threshold)
+    return judge_model_on_executors(users, model.itemFactors, seen, held, catalogue, k,
+                                    relevance_threshold)
+
+
+def judge_model_on_executors(user_factors: DataFrame, item_factors: DataFrame,
+                             seen: DataFrame | None, held: DataFrame, catalogue: Catalogue,
+                             k: int, relevance_threshold: float, seed: int = RANDOM_SEED
+                             ) -> tuple[ListScores, ...]:
+    """`recommend_on_executors` and `judge_on_executors` in one pass: each task ranks its
+    batch of users and judges those lists and both baselines' at once, so the seen pairs are
+    grouped by user once and the lists are never written out or regrouped."""
+    spark = user_factors.sparkSession
+    item_ids, items = factors_to_numpy(item_factors)
+    shared = spark.sparkContext.broadcast((item_ids, items, catalogue.item_ids,
+                                           catalogue.counts))
+    rank = items.shape[1]
+    users = with_seen(user_factors, seen).join(_held_lists(held, relevance_threshold),
+                                               "user_id", "left")
+    empty = F.array().cast("array<long>")
+    for name in ("relevant", "held"):
+        users = users.withColumn(name, F.coalesce(name, empty))
+    exclude_seen = seen is not None
+
+    def rank_and_judge(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        cand_ids, cands, cat_ids, counts = shared.value
+        cat = Catalogue(cat_ids, counts)
+        for batch in batches:
+            batch = batch.sort_values("user_id", kind="stable")
+            user_ids = batch["user_id"].to_numpy(np.int64)
+            seen_pairs = _flat(user_ids, batch["seen"])
+            mine = recommend_arrays(user_ids, _matrix(batch["features"], rank), cand_ids,
+                                    cands, k, seen_pairs)
+            judged = HeldOut(k, relevance_threshold, seen_pairs if exclude_seen else None,
+                             _flat(user_ids, batch["relevant"]), _flat(user_ids, batch["held"]))
+            yield pd.DataFrame([_partial_row(p) for p in judge_partial(mine, judged, cat, seed)],
+                               columns=PARTIAL_SCHEMA.fieldNames())
+
+    return _combined(users.mapInPandas(rank_and_judge, PARTIAL_SCHEMA), catalogue, k)
 
 
 def _held_lists(held: DataFrame, relevance_threshold: float) -> DataFrame:
@@ -262,7 +298,13 @@ def judge_on_executors(recommendations: DataFrame, seen: DataFrame | None, held:
             yield pd.DataFrame([_partial_row(p) for p in judge_partial(mine, judged, cat, seed)],
                                columns=PARTIAL_SCHEMA.fieldNames())
 
-    partials = users.mapInPandas(judge_batches, PARTIAL_SCHEMA).persist()
+    return _combined(users.mapInPandas(judge_batches, PARTIAL_SCHEMA), catalogue, k)
+
+
+def _combined(partials: DataFrame, catalogue: Catalogue, k: int) -> tuple[ListScores, ...]:
+    """Every list's scores from the tasks' partial figures; only those and the number of
+    distinct recommended movies per list reach the driver."""
+    partials = partials.persist()
     try:
         rows = partials.drop("items").collect()
         coverage = dict(partials.select("list", F.explode("items").alias("item")).distinct()
