@@ -2,7 +2,7 @@
 
 Opt-in (a folder in the Spark resource's `class_archive_dir`, or ALS_JVM_CLASS_ARCHIVE): it
 saves part of every later driver start, but the first process pays for it after it exits, with
-a core busy writing a file of a couple of hundred megabytes; benchmarks/README.md has the
+a core busy writing a file of a couple of hundred megabytes; benchmarks/history.md has the
 figures. A JVM that starts Spark loads and verifies thousands of classes from Spark's jars, and
 most of a session's first seconds go there. Java 13+ can write the classes a process loaded into
 an archive when it exits (`-XX:ArchiveClassesAtExit`) and map that archive into the next process

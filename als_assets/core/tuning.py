@@ -416,6 +416,6 @@ def _tune_folds(data, points, config, blocks):
 def fit_order(points: list[AlsParams]) -> list[int]:
     """Grid indices, the costliest fits first, so the fits running at once finish close together
     instead of one long fit running alone at the end. A fit's cost grows with its iterations,
-    and less with its rank (figures in benchmarks/README.md)."""
+    and less with its rank (figures in benchmarks/history.md, section 8)."""
     return sorted(range(len(points)),
                   key=lambda i: (-points[i].max_iter * (1 + points[i].rank / 100), i))
