@@ -23,6 +23,7 @@ values the metadata points at; baseline figures from the script's JSON.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -32,6 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextlib
+
 from _common import (  # noqa: E402
     BENCH,
     REPO,
@@ -125,11 +128,16 @@ class PeakRss:
                 self._peak = max(self._peak, self._rss())
             time.sleep(0.1)
 
-    def take(self) -> float:
-        """The peak in MB since the last call, and start a new window."""
+    def take(self) -> tuple[float, float]:
+        """(the peak in MB since the last call, the RSS now); a new window starts. Memory the
+        previous run freed is first handed back to the system (glibc's malloc_trim), so the
+        next window starts from what the process still holds, not from freed heap pages."""
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         with self._lock:
-            peak, self._peak = max(self._peak, self._rss()), self._rss()
-        return round(peak / 2**20, 1)
+            peak, now = max(self._peak, self._rss()), self._rss()
+            self._peak = now
+        return round(peak / 2**20, 1), round(now / 2**20, 1)
 
 
 def fit_seconds(instance, partition: str) -> float | None:
@@ -154,7 +162,7 @@ def driver_main(workdir: Path, partitions: list[str], collect_jobs: bool) -> Non
     t_import = time.time() - t0
     report = {"import_s": round(t_import, 2), "runs": []}
     rss = PeakRss()
-    rss.take()
+    rss_at_start = [rss.take()[1]]  # the RSS each run starts from
     with DagsterInstance.get() as instance:
         repo = defs.get_repository_def()
         graph = repo.asset_graph
@@ -167,14 +175,16 @@ def driver_main(workdir: Path, partitions: list[str], collect_jobs: bool) -> Non
             result = job.execute_in_process(instance=instance, partition_key=partition,
                                             asset_selection=list(keys))
             seconds = time.time() - start
+            peak_rss, rss_after = rss.take()
             run_id = result.run_id
             report["runs"].append({
                 "label": label, "partition": partition, "run_id": run_id,
                 "success": result.success, "seconds": round(seconds, 2),
-                "driver_peak_rss_mb": rss.take(), "fit_seconds": fit_seconds(instance, partition)
-                if partition else None,
+                "driver_rss_at_start_mb": rss_at_start[0], "driver_peak_rss_mb": peak_rss,
+                "fit_seconds": fit_seconds(instance, partition) if partition else None,
                 "steps": step_durations(instance, run_id), **run_bounds(instance, run_id),
             })
+            rss_at_start[0] = rss_after
             windows.update({f"{label}:{k}": w
                             for k, w in step_windows(instance, run_id).items()})
             print(f"[driver] {label}: {seconds:.1f}s success={result.success}", file=sys.stderr,

@@ -92,6 +92,8 @@ def run_size(n: int, args, workdir: Path) -> dict:
     # its ALS fit: issue 14's targets.
     res["driver_peak_rss_mb_by_run"] = {r["label"]: r.get("driver_peak_rss_mb")
                                         for r in drv["runs"]}
+    res["driver_rss_at_start_mb_by_run"] = {r["label"]: r.get("driver_rss_at_start_mb")
+                                            for r in drv["runs"]}
     fit = next((r.get("fit_seconds") for r in drv["runs"] if r["label"] == "scale"), None)
     res["fit_s"] = fit
     res["run_over_fit"] = round(res["runs_s"]["scale"] / fit, 2) if fit else None
@@ -228,6 +230,8 @@ def finish(out: dict, args) -> None:
         + " |")
     lines.append("| **run over fit** | " + " | ".join(
         f"**{cell(r, r.get('run_over_fit'))}x**" for r in ok) + " |")
+    lines.append("| Python driver RSS MB at the experiment run's start | " + " | ".join(
+        cell(r, r.get("driver_rss_at_start_mb_by_run", {}).get("scale")) for r in ok) + " |")
     lines.append("| Python driver peak RSS MB: sources run / experiment run | " + " | ".join(
         cell(r, r.get("driver_peak_rss_mb_by_run", {}).get("sources")) + " / "
         + cell(r, r.get("driver_peak_rss_mb_by_run", {}).get("scale")) for r in ok) + " |")
