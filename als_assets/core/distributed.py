@@ -52,9 +52,10 @@ from .topk import (
 
 PATH_CONF = "spark.als.topk.path"
 PATHS = ("auto", "driver", "executors")
-# The driver path wins on small data: no Python workers to start, no shuffle of seen lists.
-# The value is a judgement between the synthetic 1M (driver) and 10M (executors) shapes;
-# benchmarks/topk_paths.py is the measurement to set it by (not yet run on a quiet machine).
+# The driver path is faster on one machine (no Python workers, no shuffle of seen lists) but
+# its memory grows with users and ratings, and a cluster's executors would wait. The bound is
+# set for the driver's memory, between the synthetic 1M (driver) and 10M (executors) shapes;
+# benchmarks/topk_paths.py measures both paths (figures in benchmarks/README.md).
 DRIVER_MAX_SCORES = 200_000_000
 # Scoring a grid by RMSE on the driver collects the held-out ratings (three arrays per row);
 # past this many rows each model is scored by a Spark join instead.
