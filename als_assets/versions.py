@@ -109,16 +109,9 @@ def content_hashes(frames: Mapping[str, DataFrame]) -> dict[str, ContentHash]:
     columns = list(frames[names[0]].columns)
     labelled = None
     for i, name in enumerate(names):
-        part = frames[name].select(F.lit(i).alias("_part"), *columns)
+        part = frames[name].select(*columns, F.lit(i).alias("_part"))
         labelled = part if labelled is None else labelled.unionByName(part)
-    rows = {r["_part"]: r for r in
-            labelled.groupBy("_part").agg(*content_aggregates(columns)).collect()}
-    out = {}
-    for i, name in enumerate(names):
-        r = rows.get(i)
-        n, h1, h2 = (int(r["n"]), r["h1"], r["h2"]) if r is not None else (0, None, None)
-        out[name] = ContentHash(tuple(columns), n, h1, h2)
-    return out
+    return labelled_content_hashes(labelled, "_part", names)
 
 
 def content_data_versions(frames: Mapping[str, DataFrame]) -> dict[str, DataVersion]:
