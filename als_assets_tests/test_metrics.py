@@ -10,7 +10,9 @@ from pyspark.sql import types as T
 
 from als_assets.core.metrics import (
     RankingMetrics,
+    Relevant,
     ranking_metrics,
+    ranking_metrics_arrays,
     regression_metrics,
     relevant_items,
 )
@@ -199,6 +201,16 @@ def test_ranking_metrics_matches_reference_random(spark, seed):
     assert users > 10  # the draw really exercises the metric
     got = ranking_metrics(recs_frame(spark, recs), relevant_frame(spark, relevant), k)
     assert_ranking_close(got, RankingMetrics(k, p, r, n, m, users))
+    # The same relevant pairs prepared once (`Relevant`, as HeldOut does for every list it
+    # scores), given with repeats: the same figures.
+    rec_rows = [(u, i, rank) for u, items in recs.items() for rank, i in enumerate(items, 1)]
+    ru, ri, rr = (np.array(col, dtype=np.int64) for col in zip(*rec_rows, strict=True))
+    pairs = [(u, i) for u, items in relevant.items() for i in items]
+    pu, pi = (np.array(col, dtype=np.int64) for col in zip(*pairs, strict=True))
+    prepared = Relevant.of(np.r_[pu, pu[:5]], np.r_[pi, pi[:5]])
+    assert prepared.keys.size == len(pairs)
+    assert_ranking_close(ranking_metrics_arrays(ru, ri, rr, prepared, None, k),
+                         RankingMetrics(k, p, r, n, m, users))
 
 
 def test_relevant_items_threshold_and_distinct(spark):

@@ -85,6 +85,20 @@ def test_top_k_matches_bruteforce(seed, n_q, n_c, k, block_rows):
         assert [c for qq, c, _ in got if qq == q] == [0]
 
 
+def test_top_k_default_blocks_reuse_one_buffer(monkeypatch):
+    """The default block size (from BLOCK_SCORES): 16-row blocks here, the last one partial,
+    all scored into one reused buffer; what a block keeps must not change with the next."""
+    monkeypatch.setattr(topk, "BLOCK_SCORES", 64)
+    assert topk.block_rows_for(50) == 16
+    rng = np.random.default_rng(21)
+    queries = rng.standard_normal((70, 4)).astype(np.float32)
+    candidates = rng.standard_normal((50, 4)).astype(np.float32)
+    ex_rows, ex_cols = rng.integers(0, 70, 200), rng.integers(0, 50, 200)
+    excluded = set(zip(ex_rows.tolist(), ex_cols.tolist(), strict=True))
+    got = as_triples(top_k(queries, candidates, 7, ex_rows, ex_cols))
+    assert_same_top_k(got, reference_top_k(queries, candidates, 7, excluded), tol=1e-5)
+
+
 def test_top_k_without_exclusions_matches_bruteforce():
     rng = np.random.default_rng(11)
     queries = rng.standard_normal((13, 3)).astype(np.float32)

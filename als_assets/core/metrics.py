@@ -97,15 +97,41 @@ def pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return (np.asarray(users, np.int64) << 32) | (np.asarray(items, np.int64) & 0xFFFFFFFF)
 
 
+def _member(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """Which of `values` are in `sorted_unique` (a binary search each, no sort of `values`)."""
+    if sorted_unique.size == 0:
+        return np.zeros(np.shape(values), dtype=bool)
+    pos = np.searchsorted(sorted_unique, values).clip(0, sorted_unique.size - 1)
+    return sorted_unique[pos] == values
+
+
+@dataclass(frozen=True)
+class Relevant:
+    """Relevant (user, movie) pairs prepared once for scoring many lists against them: the
+    distinct pair keys sorted, and each user's number of relevant movies."""
+
+    keys: np.ndarray
+    user_ids: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, users: np.ndarray, items: np.ndarray) -> Relevant:
+        keys = np.sort(pair_keys(users, items))
+        keys = keys[np.diff(keys, prepend=np.int64(-1)) != 0] if keys.size else keys
+        user_ids, counts = np.unique(keys >> 32, return_counts=True)
+        return cls(keys, user_ids, counts)
+
+
 def ranking_metrics_arrays(rec_users: np.ndarray, rec_items: np.ndarray, rec_ranks: np.ndarray,
-                           rel_users: np.ndarray, rel_items: np.ndarray, k: int
+                           rel_users: np.ndarray | Relevant, rel_items: np.ndarray | None, k: int
                            ) -> RankingMetrics:
     """`ranking_metrics` on driver-side arrays: the top-K lists as (user, movie, 1-based rank)
-    rows and the relevant (user, movie) pairs (duplicates ignored). Tuning scores every grid
-    point's lists this way, without a round trip through Spark."""
-    rel_keys = np.unique(pair_keys(rel_users, rel_items))
-    rel_user_ids, n_rel = np.unique(rel_keys >> 32, return_counts=True)
-    keep = (np.asarray(rec_ranks) <= k) & np.isin(rec_users, rel_user_ids)
+    rows and the relevant (user, movie) pairs (duplicates ignored), or those pairs prepared
+    once as `Relevant` (with `rel_items` None). Tuning scores every grid point's lists this
+    way, without a round trip through Spark."""
+    relevant = rel_users if isinstance(rel_users, Relevant) else Relevant.of(rel_users, rel_items)
+    rel_keys, rel_user_ids, n_rel = relevant.keys, relevant.user_ids, relevant.counts
+    keep = (np.asarray(rec_ranks) <= k) & _member(np.asarray(rec_users, np.int64), rel_user_ids)
     if not keep.any():
         return RankingMetrics(k, math.nan, math.nan, math.nan, math.nan, 0)
     users = np.asarray(rec_users, np.int64)[keep]
@@ -113,7 +139,7 @@ def ranking_metrics_arrays(rec_users: np.ndarray, rec_items: np.ndarray, rec_ran
     rank = np.asarray(rec_ranks, np.int64)[keep]
     order = np.lexsort((rank, users))
     users, items, rank = users[order], items[order], rank[order].astype(np.float64)
-    hit = np.isin(pair_keys(users, items), rel_keys).astype(np.float64)
+    hit = _member(pair_keys(users, items), rel_keys).astype(np.float64)
     frame = pd.DataFrame({"user_id": users, "hit": hit, "rank": rank})
     frame["cum_hits"] = frame.groupby("user_id")["hit"].cumsum()
     frame["gain"] = hit / np.log2(rank + 1)

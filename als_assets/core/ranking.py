@@ -12,12 +12,13 @@ relevant (how published MovieLens top-K tables are computed, so figures compare 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 
-from .metrics import RankingMetrics, pair_keys, ranking_metrics_arrays
+from .metrics import RankingMetrics, Relevant, pair_keys, ranking_metrics_arrays
 from .topk import TopK, factors_to_numpy, recommend_arrays
 
 LISTS = ("model", "most_popular", "random")
@@ -67,9 +68,19 @@ class HeldOut:
         good = rows["rating"].to_numpy(np.float64) >= relevance_threshold
         return cls(k, relevance_threshold, seen, (users[good], items[good]), (users, items))
 
+    @cached_property
+    def _relevant(self) -> Relevant:
+        return Relevant.of(*self.relevant)
+
+    @cached_property
+    def _held(self) -> Relevant:
+        return Relevant.of(*self.held)
+
     def score(self, lists: TopK, all_relevant: bool = False) -> RankingMetrics:
-        users, items = self.held if all_relevant else self.relevant
-        return ranking_metrics_arrays(lists.user_ids, lists.item_ids, lists.ranks, users, items,
+        """The lists' metrics; the relevant pairs are prepared once however many lists (a
+        grid's, the baselines') are scored against them."""
+        return ranking_metrics_arrays(lists.user_ids, lists.item_ids, lists.ranks,
+                                      self._held if all_relevant else self._relevant, None,
                                       self.k)
 
 

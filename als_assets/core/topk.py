@@ -15,7 +15,16 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-BLOCK_ROWS = 2048
+# Scores per block of query rows: small enough that a block's scores stay in the CPU's cache
+# for the passes top-k makes over them, and one buffer is reused for every block (a fresh
+# block-sized array per block costs page faults that the matrix product itself does not).
+BLOCK_SCORES = 1 << 22
+MAX_BLOCK_ROWS = 2048
+
+
+def block_rows_for(n_candidates: int) -> int:
+    """Query rows per block for a catalogue of `n_candidates`."""
+    return int(min(MAX_BLOCK_ROWS, max(16, BLOCK_SCORES // max(1, n_candidates))))
 
 
 def top_k(
@@ -24,7 +33,7 @@ def top_k(
     k: int,
     exclude_rows: np.ndarray | None = None,
     exclude_cols: np.ndarray | None = None,
-    block_rows: int = BLOCK_ROWS,
+    block_rows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every query row, the k candidates with the highest dot product.
 
@@ -43,9 +52,13 @@ def top_k(
     if exclude_rows is not None:
         order = np.argsort(exclude_rows, kind="stable")
         exclude_rows, exclude_cols = exclude_rows[order], exclude_cols[order]
+    block_rows = block_rows or block_rows_for(n_c)
+    # The top-k below copies what it keeps, so one buffer serves every block.
+    buffer = np.empty((min(block_rows, n_q), n_c), dtype=np.result_type(queries, cand_t))
     for start in range(0, n_q, block_rows):
         stop = min(start + block_rows, n_q)
-        scores = queries[start:stop] @ cand_t
+        scores = buffer[: stop - start]
+        np.matmul(queries[start:stop], cand_t, out=scores)
         if exclude_rows is not None:
             lo, hi = np.searchsorted(exclude_rows, [start, stop])
             scores[exclude_rows[lo:hi] - start, exclude_cols[lo:hi]] = -np.inf
@@ -95,16 +108,19 @@ def _top_k_sampled(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     threshold = np.partition(sample, width - k, axis=1)[:, width - k]
     # -inf marks excluded columns: never candidates, even where the sample holds nothing else.
     threshold = np.maximum(threshold, np.finfo(np.float32).min)
-    mask = scores >= threshold[:, None]
-    per_row = np.count_nonzero(mask, axis=1)
-    heavy = np.flatnonzero(per_row > max(SAMPLE_MIN_K * k * SAMPLE_STRIDE, n // 8))
-    mask[heavy] = False
-    flat = np.flatnonzero(mask)  # row-major: grouped by row
+    flat = np.flatnonzero(scores >= threshold[:, None])  # row-major: grouped by row
     rows, cols = np.divmod(flat, n)
-    values = scores.reshape(-1)[flat]
+    per_row = np.bincount(rows, minlength=rows_n)
+    limit = max(SAMPLE_MIN_K * k * SAMPLE_STRIDE, n // 8)
+    heavy = np.flatnonzero(per_row > limit)
+    if heavy.size:
+        light = per_row[rows] <= limit
+        rows, cols = rows[light], cols[light]
+        per_row[heavy] = 0
+    values = scores[rows, cols]
     order = np.lexsort((cols, -values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
-    place = np.arange(rows.size) - np.searchsorted(rows, rows)
+    place = np.arange(rows.size) - np.repeat(np.cumsum(per_row) - per_row, per_row)
     first = place < k
     part = np.zeros((rows_n, k), dtype=np.int64)
     part_scores = np.full((rows_n, k), -np.inf, dtype=scores.dtype)
