@@ -37,7 +37,7 @@ from dagster import (
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .core.content_hash import content_aggregates
+from .core.content_hash import content_aggregates, content_sums
 from .partitions import EXPERIMENT_TAGS
 
 # Dagster marks `Output(data_version=...)` beta and says so at every output that has one, i.e.
@@ -83,8 +83,8 @@ def content_data_version_and_rows(frame: DataFrame, columns: Sequence[str] | Non
                                   ) -> tuple[DataVersion, int]:
     """`content_data_version` and the row count it hashed, from the same aggregation."""
     columns = list(columns or frame.columns)
-    row = frame.agg(*content_aggregates(columns)).first()
-    return content_version(columns, row["n"], row["h1"], row["h2"]), int(row["n"])
+    n, h1, h2 = content_sums(frame.agg(*content_aggregates(columns)).first())
+    return content_version(columns, n, h1, h2), n
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def labelled_content_hashes(labelled: DataFrame, label: str,
     out = {}
     for i, name in enumerate(names):
         r = rows.get(i)
-        n, h1, h2 = (int(r["n"]), r["h1"], r["h2"]) if r is not None else (0, None, None)
+        n, h1, h2 = content_sums(r) if r is not None else (0, None, None)
         out[name] = ContentHash(tuple(columns), n, h1, h2)
     return out
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .content_hash import content_aggregates
+from .content_hash import content_aggregates, content_sums
 from .rating_rules import (
     FIELDS,
     INT32_MAX,
@@ -245,7 +245,7 @@ def summarize_ratings(ratings: DataFrame, movies: DataFrame | None = None, *,
         min_rating=row["min_rating"], max_rating=row["max_rating"],
         mean_rating=row["mean_rating"], counts=counts, examples=tuple(examples), where=where,
         movies_name=movies_name, fields=dict(fields or {}), kept=frozenset(keep),
-        content=(int(row["n"]), row["h1"], row["h2"]) if hashed else None)
+        content=content_sums(row) if hashed else None)
 
 
 # ---------------------------------------------------------------------------------------------
