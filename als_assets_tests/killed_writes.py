@@ -6,6 +6,7 @@ with SIGKILL at a point it knows. Nothing is simulated: the storage code, Spark 
 as in production; only the value written blocks.
 
   value <root> <asset> <partition>       VersionedStore.write of a value whose storage blocks
+  staging <root>                         VersionedStore.staging, a file written in it
   session <root>                         a SparkSession checkpointing under <root>/_checkpoints
   publish <database> <experiment>        publish_frame of 1000 user_recommendations rows into
                                          <database> (ALS_PG_* for the rest), blocking in the
@@ -157,6 +158,15 @@ def main(argv: list[str]) -> None:
 
         root, asset, partition = args
         VersionedStore(root).write(tuple(asset.split("/")), partition, BlockingValue(signal))
+    elif what == "staging":
+        from als_assets.core.storage import VersionedStore
+
+        (root,) = args
+        with VersionedStore(root).staging("splits-killed") as path:
+            path.mkdir()
+            (path / "part-00000.parquet").write_bytes(b"\0" * 1000)
+            _signal(signal, str(path.parent))
+            _hang()
     elif what == "session":
         from als_assets.core.spark import SparkSettings, build_spark_session
 

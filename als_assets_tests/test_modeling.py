@@ -28,6 +28,7 @@ from als_assets.core.modeling import (
     split_overlap_summary,
     split_ratings,
     to_interactions,
+    write_splits,
 )
 from als_assets.core.ranking import HeldOut
 from als_assets.core.sources import SyntheticSpec, synthetic_ratings
@@ -93,6 +94,35 @@ def test_labelled_split_hashes_are_each_split_s_own_hash(ratings):
     assert one_pass == {n: separate[n] for n in names}
     # Together they are the ratings' hash: the ratings' data version, with no pass over them.
     assert combined(list(one_pass.values())).data_version == separate["ratings"].data_version
+
+
+def test_written_splits_are_the_same_rows_in_the_same_order(ratings, tmp_path):
+    """One partitioned write gives each split's rows, and files holding them in the order
+    writing each split from the cached labelling gave (ALS sums in input order, so the models
+    downstream stay the same); the hashes come from the files read back."""
+    spread = ratings.repartition(3, "user_id").cache()
+    spark = spread.sparkSession
+    parts = split_ratings(spread, (0.6, 0.2, 0.2), 42)
+    written = write_splits(spread, (0.6, 0.2, 0.2), 42, tmp_path / "splits")
+    names = ("training", "validation", "test")
+    for name, got, want, path in zip(names, (written.splits.training,
+                                             written.splits.validation, written.splits.test),
+                                     (parts.training, parts.validation, parts.test),
+                                     written.paths, strict=True):
+        assert got.columns == want.columns
+        assert sorted(map(tuple, got.collect())) == sorted(map(tuple, want.collect()))
+        want.write.parquet(str(tmp_path / name))
+        assert [tuple(r) for r in spark.read.parquet(path).collect()] == \
+            [tuple(r) for r in spark.read.parquet(str(tmp_path / name)).collect()]
+    assert labelled_content_hashes(written.splits.labelled, SPLIT_LABEL, names) == \
+        labelled_content_hashes(parts.labelled, SPLIT_LABEL, names)
+
+
+def test_a_split_with_no_rows_has_no_files(ratings, tmp_path):
+    written = write_splits(ratings.limit(1), (0.6, 0.2, 0.2), 42, tmp_path / "one")
+    assert sum(p is not None for p in written.paths) == 1
+    assert sum(f.count() for f in (written.splits.training, written.splits.validation,
+                                   written.splits.test)) == 1
 
 
 def test_overlapping_or_missing_rows_are_counted(ratings):

@@ -331,6 +331,35 @@ def test_cleanup_command_removes_leftovers_of_dead_writers_only(store, tmp_path,
     assert not Path(live.said).exists()
 
 
+def test_staged_files_outlive_their_staging_folder_in_the_versions_linking_them(store):
+    with store.staging("splits-p") as path:
+        assert path.parent.parent == store.root / storage.STAGING and not path.exists()
+        path.mkdir()
+        (path / "part-0.parquet").write_text("rows")
+        stored = store.write(ASSET, "p", StoredCopy("dataframe", str(path)))
+        assert store.cleanup(dry_run=True) == []  # its writer (this process) is alive
+    assert not path.parent.exists()
+    assert (Path(stored.path) / "part-0.parquet").read_text() == "rows"
+    assert store.current(ASSET, "p").kind == "dataframe"
+    assert store.slots() == [store.slot(ASSET, "p")]  # staging holds no slot
+
+
+def test_a_killed_staging_block_is_removed_by_the_next_one_and_by_cleanup(store, tmp_path):
+    dead = Blocked(tmp_path / "k1", "staging", str(store.root))
+    live = Blocked(tmp_path / "k2", "staging", str(store.root))
+    try:
+        dead.kill()
+        assert (Path(dead.said) / "files" / "part-00000.parquet").is_file()
+        assert store.cleanup(dry_run=True) == [Path(dead.said)]
+        with store.staging("next"):
+            assert not Path(dead.said).exists()
+            assert Path(live.said).is_dir()  # its writer still runs
+    finally:
+        live.kill()
+    assert store.cleanup() == [Path(live.said)]
+    assert list((store.root / storage.STAGING).iterdir()) == []
+
+
 def test_cleanup_of_a_missing_root_is_an_error(tmp_path, capsys):
     from als_assets.cleanup import main
 

@@ -57,10 +57,10 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     from als_assets.core.cold_start import cold_start_report
     from als_assets.core.evaluation import evaluate_model
     from als_assets.core.experiments import load_experiments
-    from als_assets.core.modeling import SPLIT_LABEL, fit_als, split_ratings
+    from als_assets.core.modeling import SPLIT_LABEL, fit_als, split_ratings, write_splits
     from als_assets.core.reports import pick_sample_user, sample_user_view
     from als_assets.core.spark import SparkSettings, als_blocks, build_spark_session
-    from als_assets.core.storage import VersionedStore
+    from als_assets.core.storage import StoredCopy, VersionedStore
     from als_assets.core.tuning import tune
     from als_assets.resources import RatingsSource
     from als_assets.versions import combined, content_version, labelled_content_hashes
@@ -114,15 +114,25 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
         movies.count()
         movies = keep("movies", movies, None)
     with stage("splits"):
-        parts = split_ratings(ratings, config.split.ratios, config.split.seed)
-        # As the asset: the splits' content hashes in one pass over the labelled rows (the
-        # data versions), adding up to the ratings' version (the disjoint-and-complete proof).
-        hashes = labelled_content_hashes(parts.labelled, SPLIT_LABEL,
-                                         ("training", "validation", "test"))
+        names = ("training", "validation", "test")
+        if persist:
+            # As the asset: every split written in one pass into a staging folder, hashed from
+            # those files, and stored by linking them.
+            with store.staging("splits") as directory:
+                written = write_splits(ratings, config.split.ratios, config.split.seed,
+                                       directory)
+                hashes = labelled_content_hashes(written.splits.labelled, SPLIT_LABEL, names)
+                for name, path in zip(names, written.paths, strict=True):
+                    store.write((name,), experiment, StoredCopy("dataframe", path), tag="plain")
+            training, validation, test = (store.read((name,), experiment, lambda: spark)
+                                          for name in names)
+        else:
+            parts = split_ratings(ratings, config.split.ratios, config.split.seed)
+            hashes = labelled_content_hashes(parts.labelled, SPLIT_LABEL, names)
+            training, validation, test = parts.training, parts.validation, parts.test
+        # The splits' content hashes (their data versions) add up to the ratings' version
+        # (the disjoint-and-complete proof).
         assert combined(list(hashes.values())).data_version == ratings_version
-        training = keep("training", parts.training)
-        validation = keep("validation", parts.validation)
-        test = keep("test", parts.test)
     with stage("tuned_params"):
         tuned = keep("tuned_params", tune(training, validation, config, blocks))
     with stage("als_model"):

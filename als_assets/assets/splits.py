@@ -15,10 +15,11 @@ from dagster import (
 from pyspark.sql import DataFrame
 
 from ..checks import SPLITS_DISJOINT, gate
-from ..core.modeling import SPLIT_LABEL, Splits, split_overlap_summary, split_ratings
-from ..core.storage import StoredCopy
+from ..core.modeling import SPLIT_LABEL, Splits, split_overlap_summary, write_splits
+from ..core.storage import StoredCopy, VersionedStore
 from ..io_managers import stored_path_of
 from ..partitions import experiment_config
+from ..resources import SparkResource
 from ..versions import (
     DATA_VERSION_TAG,
     ContentHash,
@@ -51,7 +52,7 @@ REUSE_LOOKBACK = 200
     code_version=SPLITS_CODE_VERSION,
     check_specs=[SPLITS_DISJOINT],
 )
-def splits(context: AssetExecutionContext, ratings):
+def splits(context: AssetExecutionContext, spark: SparkResource, ratings):
     """Random split of `ratings` with the experiment's ratios and seed."""
     config = experiment_config(context)
     key = split_key(ratings, config.split.ratios, config.split.seed)
@@ -59,22 +60,27 @@ def splits(context: AssetExecutionContext, ratings):
     if earlier is not None:
         yield from _reuse(context, config, key, earlier)
         return
-    parts = split_ratings(ratings, config.split.ratios, config.split.seed)
-    frames = {"training": parts.training, "validation": parts.validation, "test": parts.test}
-    # The splits' content hashes are their data versions (hashing the rows captures both the
-    # ratings and the split config), in one pass over the labelled rows. They also prove the
-    # check: the ratings hold no duplicate pair (ratings_valid), so splits that together hold
-    # exactly the ratings' rows are disjoint and complete.
-    hashes = labelled_content_hashes(parts.labelled, SPLIT_LABEL, SPLIT_NAMES)
-    counts, problems = _prove(context, ratings, parts, hashes)
-    yield from gate([AssetCheckResult(
-        asset_key="training", check_name=SPLITS_DISJOINT.name, passed=not problems,
-        description="; ".join(problems) or "disjoint and complete", metadata=counts)])
-    total = counts["ratings"]
-    for name, frame in frames.items():
-        yield Output(frame, output_name=name, data_version=hashes[name].data_version,
-                     metadata=_split_metadata(context, config, key, counts[name],
-                                              counts[name] / total if total else 0.0))
+    with VersionedStore(spark.root).staging(f"splits-{context.partition_key}") as directory:
+        written = write_splits(ratings, config.split.ratios, config.split.seed, directory)
+        parts = written.splits
+        # The splits' content hashes are their data versions (hashing the rows captures both
+        # the ratings and the split config), in one pass over the written files. They also
+        # prove the check: the ratings hold no duplicate pair (ratings_valid), so splits that
+        # together hold exactly the ratings' rows are disjoint and complete.
+        hashes = labelled_content_hashes(parts.labelled, SPLIT_LABEL, SPLIT_NAMES)
+        counts, problems = _prove(context, ratings, parts, hashes)
+        yield from gate([AssetCheckResult(
+            asset_key="training", check_name=SPLITS_DISJOINT.name, passed=not problems,
+            description="; ".join(problems) or "disjoint and complete", metadata=counts)])
+        total = counts["ratings"]
+        for name, frame, path in zip(SPLIT_NAMES, (parts.training, parts.validation,
+                                                   parts.test), written.paths, strict=True):
+            # The IO manager links the files just written instead of writing them again; an
+            # empty split has no files and is written as an empty frame.
+            value = StoredCopy("dataframe", path) if path else frame
+            yield Output(value, output_name=name, data_version=hashes[name].data_version,
+                         metadata=_split_metadata(context, config, key, counts[name],
+                                                  counts[name] / total if total else 0.0))
 
 
 def _prove(context: AssetExecutionContext, ratings: DataFrame, parts: Splits,

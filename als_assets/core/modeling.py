@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.ml.recommendation import ALS, ALSModel
@@ -69,6 +70,32 @@ def split_ratings(ratings: DataFrame, ratios: tuple[float, ...], seed: int) -> S
     parts = [labelled.filter(F.col(SPLIT_LABEL) == i).drop(SPLIT_LABEL)
              for i in range(len(ratios))]
     return Splits(*parts, labelled=labelled)
+
+
+@dataclass(frozen=True)
+class WrittenSplits:
+    """Splits written as files in one pass (`write_splits`): the frames read back, and the
+    folder of each split's Parquet files (None for a split with no rows)."""
+
+    splits: Splits
+    paths: tuple[str | None, ...]
+
+
+def write_splits(ratings: DataFrame, ratios: tuple[float, ...], seed: int,
+                 directory: str | Path) -> WrittenSplits:
+    """The rows `split_ratings` gives, written under `directory` as Parquet partitioned by
+    split: one pass that labels and writes every row, instead of labelling into a cache and
+    writing each split from it. The splits and their labelled union are then read from those
+    files (hashing them reads Parquet, not the ratings again). Rows in no split (a float edge
+    of `split_labels`) go to a folder no split reads."""
+    directory = str(directory)
+    split_labels(ratings, ratios, seed).write.partitionBy(SPLIT_LABEL).parquet(directory)
+    labelled = ratings.sparkSession.read.parquet(directory).select(*ratings.columns, SPLIT_LABEL)
+    paths = tuple(str(Path(directory) / f"{SPLIT_LABEL}={i}") for i in range(len(ratios)))
+    paths = tuple(p if Path(p).is_dir() else None for p in paths)
+    parts = [labelled.filter(F.col(SPLIT_LABEL) == i).drop(SPLIT_LABEL)
+             for i in range(len(ratios))]
+    return WrittenSplits(Splits(*parts, labelled=labelled), paths)
 
 
 def split_overlap_summary(ratings: DataFrame, splits: Splits) -> dict[str, int]:

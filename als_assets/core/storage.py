@@ -23,7 +23,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ JSON_NAME = "value.json"
 WRITER = ".writer.json"
 # A version folder's name: v<UTC second>.<nanoseconds>-<tag>-<hex>; nothing else is touched.
 VERSION_NAME = re.compile(r"v\d{8}T\d{6}\.\d{9}-[^/]+")
+# Scratch folders for files that versions link to (`VersionedStore.staging`); the leading
+# underscore keeps them out of `slots()`.
+STAGING = "_staging"
 # A folder with neither manifest nor writer mark younger than this may be one a writer has just
 # created (its mark follows at once); older, it is the leftover of a killed write.
 UNMARKED_GRACE = 60.0
@@ -232,8 +236,33 @@ class VersionedStore:
         return sorted(found)
 
     def cleanup(self, dry_run: bool = False) -> list[Path]:
-        """`clean_slot` over every slot under the root."""
-        return [path for slot in self.slots() for path in self.clean_slot(slot, dry_run)]
+        """`clean_slot` over every slot under the root, and abandoned staging folders."""
+        return [path for slot in self.slots() for path in self.clean_slot(slot, dry_run)] \
+            + self.clean_staging(dry_run)
+
+    def clean_staging(self, dry_run: bool = False) -> list[Path]:
+        """Removes the staging folders whose writer is gone (killed before its block ended)."""
+        removed = [p for p in _children(self.root / STAGING)
+                   if p.is_dir() and self._state(p) == "abandoned"]
+        if not dry_run:
+            for path in removed:
+                shutil.rmtree(path, ignore_errors=True)
+        return removed
+
+    @contextmanager
+    def staging(self, name: str) -> Iterator[Path]:
+        """A path under the root (not yet created) for files that new versions then store by
+        `StoredCopy`: on the same filesystem, so they are linked, not copied. Its folder is
+        removed when the block ends, the versions keep their links; one that a killed process
+        left is removed by the next staging block or `cleanup`."""
+        self.clean_staging()
+        folder = self.root / STAGING / f"{name}-{uuid.uuid4().hex[:12]}"
+        folder.mkdir(parents=True)
+        try:
+            (folder / WRITER).write_text(json.dumps(WriterMark.of_this_process().to_dict()))
+            yield folder / "files"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def read(self, asset: tuple[str, ...], partition: str | None,
              get_spark: Callable[[], Any] | None = None) -> Any:
