@@ -1,10 +1,10 @@
 """`python -m als_assets.cleanup`: remove what killed runs left in the storage root.
 
 A run killed with SIGKILL (or by the OOM killer, or a lost machine) leaves half-written version
-folders, with Spark's `_temporary` folders in them, and its session's checkpoint folder. Readers
-and pruning already ignore them and the next write to the same asset removes its own; this
-command clears the whole root at once, e.g. after a crash or before taking a backup. What a
-process that still runs is writing is left alone.
+folders, with Spark's `_temporary` folders in them, its session's checkpoint folder and, killed
+in `splits`, a staging folder (`_staging/`). Readers and pruning already ignore them and the next
+write to the same asset removes its own; this command clears the whole root at once, e.g. after
+a crash or before taking a backup. What a process that still runs is writing is left alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .core.storage import VersionedStore
 
 
 def cleanup(root: str, dry_run: bool = False, stale_after: float = STALE_AFTER) -> list[Path]:
-    """Removes (or, with dry_run, lists) abandoned versions and checkpoint folders."""
+    """Removes (or, with dry_run, lists) abandoned versions, staging and checkpoint folders."""
     store = VersionedStore(root, stale_after=stale_after)
     removed = store.cleanup(dry_run=dry_run)
     removed += clean_checkpoints(store.root / "_checkpoints", dry_run=dry_run,
