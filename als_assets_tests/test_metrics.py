@@ -12,7 +12,7 @@ from als_assets.core.metrics import (
     RankingMetrics,
     Relevant,
     ranking_metrics,
-    ranking_metrics_arrays,
+    ranking_metrics_of,
     regression_metrics,
     relevant_items,
 )
@@ -209,7 +209,7 @@ def test_ranking_metrics_matches_reference_random(spark, seed):
     pu, pi = (np.array(col, dtype=np.int64) for col in zip(*pairs, strict=True))
     prepared = Relevant.of(np.r_[pu, pu[:5]], np.r_[pi, pi[:5]])
     assert prepared.keys.size == len(pairs)
-    assert_ranking_close(ranking_metrics_arrays(ru, ri, rr, prepared, None, k),
+    assert_ranking_close(ranking_metrics_of(ru, ri, rr, prepared, k),
                          RankingMetrics(k, p, r, n, m, users))
 
 

@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 # arithmetic, row by row; long sums are plain additions. The slices recombine on the driver to
 # the same exact sum, and cannot overflow below 2**31 rows per aggregated group.
 _SLICES = (("hi", 32, None), ("mid", 16, 0xFFFF), ("lo", 0, 0xFFFF))
-SUMS = ("h1", "h2")
 
 
 def content_aggregates(columns: Sequence[str]) -> list[Column]:

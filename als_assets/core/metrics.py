@@ -123,13 +123,19 @@ class Relevant:
 
 
 def ranking_metrics_arrays(rec_users: np.ndarray, rec_items: np.ndarray, rec_ranks: np.ndarray,
-                           rel_users: np.ndarray | Relevant, rel_items: np.ndarray | None, k: int
+                           rel_users: np.ndarray, rel_items: np.ndarray, k: int
                            ) -> RankingMetrics:
     """`ranking_metrics` on driver-side arrays: the top-K lists as (user, movie, 1-based rank)
-    rows and the relevant (user, movie) pairs (duplicates ignored), or those pairs prepared
-    once as `Relevant` (with `rel_items` None). Tuning scores every grid point's lists this
-    way, without a round trip through Spark."""
-    relevant = rel_users if isinstance(rel_users, Relevant) else Relevant.of(rel_users, rel_items)
+    rows and the relevant (user, movie) pairs (duplicates ignored). Tuning scores every grid
+    point's lists this way, without a round trip through Spark."""
+    return ranking_metrics_of(rec_users, rec_items, rec_ranks, Relevant.of(rel_users, rel_items),
+                              k)
+
+
+def ranking_metrics_of(rec_users: np.ndarray, rec_items: np.ndarray, rec_ranks: np.ndarray,
+                       relevant: Relevant, k: int) -> RankingMetrics:
+    """`ranking_metrics_arrays` against relevant pairs prepared once (`Relevant`), for scoring
+    many lists against the same pairs."""
     rel_keys, rel_user_ids, n_rel = relevant.keys, relevant.user_ids, relevant.counts
     keep = (np.asarray(rec_ranks) <= k) & _member(np.asarray(rec_users, np.int64), rel_user_ids)
     if not keep.any():

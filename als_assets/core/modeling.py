@@ -26,8 +26,9 @@ class Splits:
     training: DataFrame
     validation: DataFrame
     test: DataFrame
-    # The cached ratings with each row's split index (`SPLIT_LABEL`): one pass over it hashes or
-    # counts all three splits. None for splits made some other way.
+    # The ratings with each row's split index (`SPLIT_LABEL`), cached (`split_ratings`) or read
+    # back from the written splits (`write_splits`): one pass over it hashes or counts all three
+    # splits. None for splits made some other way.
     labelled: DataFrame | None = None
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 
-from .metrics import RankingMetrics, Relevant, pair_keys, ranking_metrics_arrays
+from .metrics import RankingMetrics, Relevant, pair_keys, ranking_metrics_of
 from .topk import TopK, factors_to_numpy, recommend_arrays
 
 LISTS = ("model", "most_popular", "random")
@@ -79,9 +79,8 @@ class HeldOut:
     def score(self, lists: TopK, all_relevant: bool = False) -> RankingMetrics:
         """The lists' metrics; the relevant pairs are prepared once however many lists (a
         grid's, the baselines') are scored against them."""
-        return ranking_metrics_arrays(lists.user_ids, lists.item_ids, lists.ranks,
-                                      self._held if all_relevant else self._relevant, None,
-                                      self.k)
+        return ranking_metrics_of(lists.user_ids, lists.item_ids, lists.ranks,
+                                  self._held if all_relevant else self._relevant, self.k)
 
 
 def rated_outside(held_out_from: DataFrame, *others: DataFrame) -> DataFrame:
