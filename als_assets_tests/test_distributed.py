@@ -17,6 +17,7 @@ from als_assets.core.distributed import (
     choose_path,
     judge_on_executors,
     recommend_on_executors,
+    similar,
     similar_items_on_executors,
 )
 from als_assets.core.ranking import Catalogue, HeldOut, judge, random_lists
@@ -77,6 +78,26 @@ def test_neighbours_are_the_driver_path_rows(spark, tied):
     executors = exact(similar_items_on_executors(items, frame, 6), ["movie_id", "rank"])
     pd.testing.assert_frame_equal(executors, driver)
     assert 131 not in set(executors["movie_id"]) | set(executors["similar_movie_id"])
+
+
+def test_similar_hands_back_local_rows_only_from_the_driver(spark, tied):
+    """The asset reports on the driver path's pandas rows without a Spark job; the executors'
+    path has none to hand back, and both frames hold the same rows."""
+    _, items, _ = tied
+    eligible = np.array([m for m in range(100, 132) if m % 3], dtype=np.int64)
+    on_driver = similar(items, eligible, 4)
+    assert on_driver.local is not None
+    try:
+        spark.conf.set(PATH_CONF, "executors")
+        on_executors = similar(items, eligible, 4)
+    finally:
+        spark.conf.unset(PATH_CONF)
+    assert on_executors.local is None
+    keys = ["movie_id", "rank"]
+    local = on_driver.local.sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(exact(on_driver.frame, keys), local)
+    pd.testing.assert_frame_equal(exact(on_executors.frame, keys), local)
+    assert len(local) == 4 * local["movie_id"].nunique()
 
 
 def test_the_judgement_is_the_driver_paths(spark):

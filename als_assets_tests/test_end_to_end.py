@@ -227,6 +227,11 @@ def test_similarity_covers_every_item_with_enough_ratings(synthetic_instance):
     assert outside.count() == 0
     meta = latest(synthetic_instance, "item_similarity", "e2e_holdout")
     assert "Synthetic Movie" in meta["neighbours"]
+    # Counted from the driver path's own rows: the stored table's.
+    assert (meta["rows"], meta["items_with_neighbours"]) == (sim.count(), sources.count())
+    # The reused tuning fit's rows, as tuning counted them: the stored training's.
+    model = latest(synthetic_instance, "als_model", "e2e_holdout")
+    assert model["reused_tuning_fit"] and model["training_rows"] == training.count()
 
 
 def test_implicit_experiment_reports_ranking_metrics_only(synthetic_instance):

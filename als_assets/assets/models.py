@@ -115,7 +115,8 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
         "fit_seconds": seconds,
         # True when holdout tuning already fitted these params on this training split.
         "reused_tuning_fit": reused,
-        "training_rows": training.count(),
+        # A reused fit was made on the rows tuning counted: no second pass over training.
+        "training_rows": tuned_params.tuning_rows if reused else training.count(),
         f"validation_{comparison.metric}": comparison.model_value,
         f"baseline_validation_{comparison.metric}": comparison.baseline_value,
         # The ranking metrics the champion is chosen by, beside the baselines' on the same

@@ -63,14 +63,22 @@ def item_similarity(context: AssetExecutionContext, item_factors, training, movi
     config = experiment_config(context).similarity
     counts = rating_counts(training)
     eligible = counts.loc[counts["count"] >= config.min_ratings, "movie_id"].to_numpy()
-    table = similar(item_factors, eligible, config.top_n).persist()
-    present = table.select("movie_id").distinct().toPandas()
-    shown = showcase_movies(present, counts)
-    neighbours = table.filter(F.col("movie_id").isin(shown)).toPandas()
+    found = similar(item_factors, eligible, config.top_n)
+    table = found.frame.persist()
+    if found.local is not None:  # ranked on the driver: shown from its rows, no Spark job
+        rows = len(found.local)
+        present = found.local[["movie_id"]].drop_duplicates()
+        shown = showcase_movies(present, counts)
+        neighbours = found.local[found.local["movie_id"].isin(shown)]
+    else:
+        rows = table.count()
+        present = table.select("movie_id").distinct().toPandas()
+        shown = showcase_movies(present, counts)
+        neighbours = table.filter(F.col("movie_id").isin(shown)).toPandas()
     version = config_data_version(context, SIMILARITY_CODE_VERSION,
                                   ["item_factors", "training", "movies"], {"similarity": config})
     return Output(table, data_version=version, metadata={
-        "rows": table.count(),
+        "rows": rows,
         "items_with_neighbours": len(present),
         "eligible_items": len(eligible),
         "top_n": config.top_n,

@@ -19,6 +19,7 @@ same rule with its own bound, `DRIVER_MAX_ROWS` held-out ratings collected.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -83,14 +84,23 @@ def recommend(user_factors: DataFrame, item_factors: DataFrame, k: int,
     return recommend_for_users(user_factors, item_factors, k, seen)
 
 
-def similar(item_factors: DataFrame, eligible_ids: np.ndarray, top_n: int) -> DataFrame:
+@dataclass(frozen=True)
+class Neighbours:
+    """An item-similarity table as a Spark frame, and as pandas too when it was ranked on the
+    driver: what is shown of it then needs no Spark job over a frame made from local rows."""
+
+    frame: DataFrame
+    local: pd.DataFrame | None = None
+
+
+def similar(item_factors: DataFrame, eligible_ids: np.ndarray, top_n: int) -> Neighbours:
     """Top-n cosine neighbours among `eligible_ids`, on the path `choose_path` picks."""
     spark = item_factors.sparkSession
     if choose_path(spark, eligible_ids.size, eligible_ids.size) == "executors":
         eligible = spark.createDataFrame(pd.DataFrame({"movie_id": eligible_ids.astype(np.int64)}))
-        return similar_items_on_executors(item_factors, eligible, top_n)
-    return spark.createDataFrame(similar_items(item_factors, eligible_ids, top_n),
-                                 schema=SIMILARITY_SCHEMA)
+        return Neighbours(similar_items_on_executors(item_factors, eligible, top_n))
+    table = similar_items(item_factors, eligible_ids, top_n)
+    return Neighbours(spark.createDataFrame(table, schema=SIMILARITY_SCHEMA), table)
 
 
 def _ids(frame: DataFrame) -> str:
