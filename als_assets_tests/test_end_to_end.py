@@ -21,6 +21,7 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import functions as F
 
 from als_assets.core.modeling import fit_als
+from als_assets.core.tuning import spark_rmses
 from als_assets.definitions import all_assets
 from als_assets.io_managers import VersionedSparkIOManager
 from als_assets.partitions import CHAMPION_RULE, EXPERIMENTS
@@ -139,6 +140,18 @@ def test_tuned_params_cover_the_grid(synthetic_instance):
     tuned = defs.load_asset_value("tuned_params", partition_key="e2e_holdout")
     assert tuned.method == "holdout" and len(tuned.grid) == 4
     assert tuned.best_score == min(g.score for g in tuned.grid)
+    # The model reuses the tuning's fit, and its check the tuning's scores of it: the mean's
+    # RMSE on the validation rows the model scores, as a Spark join computes it.
+    model = latest(synthetic_instance, "als_model", "e2e_holdout")
+    assert model["validation_rmse"] == tuned.best_score
+    training, validation = (defs.load_asset_value(name, partition_key="e2e_holdout")
+                            for name in ("training", "validation"))
+    mu = training.agg(F.avg("rating")).first()[0]
+    expected = spark_rmses(defs.load_asset_value("als_model", partition_key="e2e_holdout"),
+                           validation, mu)
+    # The tuning's driver-side float32 dot products round apart from Spark's.
+    assert model["validation_rmse"] == pytest.approx(expected[0], rel=1e-6)
+    assert model["baseline_validation_rmse"] == pytest.approx(expected[1], rel=1e-9)
     meta = latest(synthetic_instance, "tuned_params", "e2e_holdout")
     assert meta["grid_points"] == 4 and "| rank |" in meta["grid"]
     tvs = defs.load_asset_value("tuned_params", partition_key="e2e_tvs")

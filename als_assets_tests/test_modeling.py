@@ -48,6 +48,8 @@ from als_assets.core.tuning import (
     fit_order,
     fold_pairs,
     heldout_rmse,
+    heldout_rmses,
+    spark_rmses,
     tune,
 )
 from als_assets.versions import (
@@ -302,6 +304,13 @@ def test_heldout_rmse_leaves_out_unknown_users_and_items(spark):
     errors = [float(users[1] @ items[11]) - 3.0, float(users[2] @ items[10]) - 4.0]
     assert heldout_rmse(model, held) == pytest.approx(math.sqrt(np.mean(np.square(errors))),
                                                       rel=1e-5)
+    # The mean's RMSE over the same two rows (ratings 3 and 4), not over all four.
+    expected = (heldout_rmse(model, held), math.sqrt(0.5))
+    assert heldout_rmses(model, held, 3.0) == pytest.approx(expected, rel=1e-12)
+    frame = spark.createDataFrame(list(zip(held.users.tolist(), held.items.tolist(),
+                                           held.ratings.tolist(), strict=True)),
+                                  "user_id int, movie_id int, rating double")
+    assert spark_rmses(model, frame, 3.0) == pytest.approx(expected, rel=1e-6)
     assert math.isnan(heldout_rmse(model, HeldOutRatings(np.array([7]), np.array([10]),
                                                          np.array([1.0]))))
 
@@ -378,6 +387,17 @@ def test_tuning_scores_the_same_on_the_executors_path(ratings, spark, monkeypatc
     for a, b in zip(executors.grid, driver.grid, strict=True):
         assert a.error is None and a.score == pytest.approx(b.score, rel=1e-6, abs=1e-12)
     assert executors.baseline_score == pytest.approx(driver.baseline_score, rel=1e-9)
+    # Holdout by RMSE keeps its best model with the mean's RMSE on the rows that model scores:
+    # what als_model's check compares, the same on both paths and as Spark computes it anew.
+    if method == "holdout" and metric == "rmse":
+        mu = parts.training.agg(F.avg("rating")).first()[0]
+        expected = spark_rmses(driver.best_model, parts.validation, mu)
+        for result in (driver, executors):
+            # The driver's float32 dot products round apart from Spark's (as the scores above).
+            assert result.best_score == pytest.approx(expected[0], rel=1e-6)
+            assert result.best_scored_baseline == pytest.approx(expected[1], rel=1e-9)
+    else:
+        assert driver.best_scored_baseline is None and executors.best_scored_baseline is None
 
 
 def test_the_rmse_switch_is_by_held_out_rows(spark):

@@ -83,7 +83,10 @@ def als_model(context: AssetExecutionContext, spark: SparkResource, training, va
     params = tuned_params.best
     model, value, seconds, reused, blocks = _final_model(context, spark, training, config,
                                                          tuned_params)
-    validation_report = compare_with_baseline(model, training, validation, config)
+    # Holdout tuning scored this very model on validation, with the baseline on the same rows.
+    known = (tuned_params.best_score, tuned_params.best_scored_baseline) \
+        if reused and tuned_params.best_scored_baseline is not None else None
+    validation_report = compare_with_baseline(model, training, validation, config, known)
     comparison = validation_report.comparison
     # The check runs unless the selection left it out (`<asset>.without_checks()`).
     if MODEL_BEATS_BASELINE.key in context.selected_asset_check_keys:

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from .distributed import judge_model_lists
 from .experiments import ExperimentConfig
 from .ranking import ListScores
+from .tuning import spark_rmses
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,13 @@ class ValidationReport:
 
 
 def compare_with_baseline(model: ALSModel, training: DataFrame, validation: DataFrame,
-                          config: ExperimentConfig) -> ValidationReport:
+                          config: ExperimentConfig,
+                          rmses: tuple[float, float] | None = None) -> ValidationReport:
     """Explicit: RMSE against predicting the training mean, on the rows the model can score.
     Implicit: NDCG@K against recommending the most popular unseen movies. Both: the ranking
-    metrics of the model and of both baselines on validation."""
+    metrics of the model and of both baselines on validation. `rmses`: those two RMSEs when
+    they are already known (holdout tuning scored this very model on validation), instead of
+    joining validation with the factors again."""
     rk = config.ranking
     lists = judge_model_lists(model, training, validation, rk.k, rk.relevance_threshold,
                               rk.exclude_seen)
@@ -78,17 +82,13 @@ def compare_with_baseline(model: ALSModel, training: DataFrame, validation: Data
             lower_is_better=False,
         )
         return ValidationReport(rk.k, comparison, lists)
-    mu = float(training.agg(F.avg("rating")).first()[0])
-    preds = model.copy({model.coldStartStrategy: "drop"}).transform(validation)
-    row = preds.agg(
-        F.sqrt(F.avg((F.col("prediction") - F.col("rating")) ** 2)).alias("model"),
-        F.sqrt(F.avg((F.lit(mu) - F.col("rating")) ** 2)).alias("baseline"),
-    ).first()
-    nan = math.nan
+    if rmses is None:
+        mu = float(training.agg(F.avg("rating")).first()[0])
+        rmses = spark_rmses(model, validation, mu)
     comparison = BaselineComparison(
         metric="rmse",
-        model_value=float(row["model"]) if row["model"] is not None else nan,
-        baseline_value=float(row["baseline"]) if row["baseline"] is not None else nan,
+        model_value=rmses[0],
+        baseline_value=rmses[1],
         baseline="global-mean",
         lower_is_better=True,
     )

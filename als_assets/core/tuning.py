@@ -68,6 +68,10 @@ class TuningResult:
     # Identifies what the best model was fitted on and how (set by the caller): the final fit
     # reuses the model only when its own key is equal.
     best_model_key: str | None = None
+    # RMSE holdout: the training mean's RMSE on the validation rows the kept best model scores,
+    # computed with its own RMSE, so the check of that model (best_score against this, on the
+    # same rows) needs no second join of validation with its factors.
+    best_scored_baseline: float | None = None
 
     @property
     def failed(self) -> tuple[GridScore, ...]:
@@ -158,14 +162,16 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
-Scorer = Callable[[ALSModel], float]
+# A model's score for the tuning metric, and for RMSE the training mean's RMSE on the same
+# rows (those the model can score); None for ranking metrics.
+Scorer = Callable[[ALSModel], tuple[float, float | None]]
 
 
 @dataclass(frozen=True)
 class _HeldOutPart:
     """A held-out part prepared for scoring many models: the score function for the tuning
-    metric, and the same metric of the baseline (read after the scoring: on the executors'
-    path it comes with the first model's judgement)."""
+    metric, and the same metric of the baseline over every held-out row (read after the
+    scoring: on the executors' path it comes with the first model's judgement)."""
 
     score: Scorer
     baseline: Callable[[], float]
@@ -187,12 +193,12 @@ def _prepare(train: DataFrame, held: DataFrame, config: ExperimentConfig) -> _He
         mu = float(train.agg(F.avg("rating")).first()[0])
         if choose_path(spark, held.count(), 1, DRIVER_MAX_ROWS) == "executors":
             baseline = held.agg(F.sqrt(F.avg((F.col("rating") - F.lit(mu)) ** 2))).first()[0]
-            return _HeldOutPart(lambda model: spark_rmse(model, held),
+            return _HeldOutPart(lambda model: spark_rmses(model, held, mu),
                                 lambda: float("nan") if baseline is None else float(baseline))
         ratings = HeldOutRatings.collect(held)
         value = float(np.sqrt(np.mean((ratings.ratings - mu) ** 2))) \
             if ratings.ratings.size else float("nan")
-        return _HeldOutPart(lambda model: heldout_rmse(model, ratings), lambda: value)
+        return _HeldOutPart(lambda model: heldout_rmses(model, ratings, mu), lambda: value)
     rk = config.ranking
     catalogue = Catalogue.of(train)
     users = train.select(USER).distinct()
@@ -200,21 +206,21 @@ def _prepare(train: DataFrame, held: DataFrame, config: ExperimentConfig) -> _He
         seen = train.select(USER, ITEM) if rk.exclude_seen else None
         popular: list[float] = []
 
-        def judged(model: ALSModel) -> float:
+        def judged(model: ALSModel) -> tuple[float, None]:
             lists = recommend_on_executors(model.userFactors, model.itemFactors, rk.k, seen)
             scores = judge_on_executors(lists, seen, held, catalogue, rk.k,
                                         rk.relevance_threshold)
             if not popular:
                 popular.append(scores[1].relevant.value(metric))
-            return scores[0].relevant.value(metric)
+            return scores[0].relevant.value(metric), None
 
         return _HeldOutPart(judged, lambda: popular[0] if popular else float("nan"))
     part = HeldOut.collect(train, held, rk.k, rk.relevance_threshold, rk.exclude_seen)
     user_ids = np.sort(users.toPandas()[USER].to_numpy(np.int64))
     value = part.score(popular_lists(user_ids, catalogue, rk.k, part.seen)).value(metric)
 
-    def score(model: ALSModel) -> float:
-        return part.score(model_lists(model, rk.k, part.seen)[1]).value(metric)
+    def score(model: ALSModel) -> tuple[float, None]:
+        return part.score(model_lists(model, rk.k, part.seen)[1]).value(metric), None
 
     return _HeldOutPart(score, lambda: value)
 
@@ -233,9 +239,10 @@ def tune(
     # ALS's cost there is per task and per stage, not per rating).
     blocks = fit_blocks(blocks, min(tcfg.parallelism, len(points)))
     start = time.perf_counter()
-    best_model = None
+    best_model = scored_baseline = None
     if tcfg.method == "holdout":
-        grid, baseline, best_model = _tune_holdout(training, validation, points, config, blocks)
+        grid, baseline, best_model, scored_baseline = _tune_holdout(training, validation, points,
+                                                                    config, blocks)
         rows = training.count()
     else:
         data = training
@@ -261,6 +268,7 @@ def tune(
         baseline="global-mean" if lower else "most-popular",
         baseline_score=baseline,
         best_model=best_model,
+        best_scored_baseline=scored_baseline if best_model is not None else None,
     )
 
 
@@ -279,33 +287,43 @@ class HeldOutRatings:
                    pdf["rating"].to_numpy(np.float64))
 
 
-def heldout_rmse(model: ALSModel, held: HeldOutRatings) -> float:
-    """RMSE of the model on held-out ratings, from its factor tables on the driver.
+def heldout_rmses(model: ALSModel, held: HeldOutRatings, mu: float) -> tuple[float, float]:
+    """RMSE of the model on held-out ratings, from its factor tables on the driver, and the RMSE
+    of predicting `mu` on the same rows.
 
-    The same number as RegressionEvaluator on `model.transform(held)` with coldStartStrategy
+    The same numbers as RegressionEvaluator on `model.transform(held)` with coldStartStrategy
     'drop' (prediction = the float32 dot product of the user's and the item's factors; rows whose
     user or item has no factors are left out), without a Spark join and aggregation per model:
     for a grid of small fits the per-query cost is most of the evaluation.
     """
+    nan = float("nan")
     user_ids, users = factors_to_numpy(model.userFactors)
     item_ids, items = factors_to_numpy(model.itemFactors)
     if len(user_ids) == 0 or len(item_ids) == 0 or len(held.ratings) == 0:
-        return float("nan")
+        return nan, nan
     u = np.searchsorted(user_ids, held.users).clip(0, len(user_ids) - 1)
     i = np.searchsorted(item_ids, held.items).clip(0, len(item_ids) - 1)
     known = (user_ids[u] == held.users) & (item_ids[i] == held.items)
     if not known.any():
-        return float("nan")
+        return nan, nan
     predicted = np.einsum("ij,ij->i", users[u[known]], items[i[known]]).astype(np.float64)
-    return float(np.sqrt(np.mean((predicted - held.ratings[known]) ** 2)))
+    ratings = held.ratings[known]
+    return (float(np.sqrt(np.mean((predicted - ratings) ** 2))),
+            float(np.sqrt(np.mean((mu - ratings) ** 2))))
 
 
-def spark_rmse(model: ALSModel, held: DataFrame) -> float:
-    """`heldout_rmse` as a Spark join and aggregation: RegressionEvaluator's RMSE on
-    `model.transform(held)` with coldStartStrategy 'drop'."""
+def heldout_rmse(model: ALSModel, held: HeldOutRatings) -> float:
+    """The model's RMSE of `heldout_rmses`."""
+    return heldout_rmses(model, held, 0.0)[0]
+
+
+def spark_rmses(model: ALSModel, held: DataFrame, mu: float) -> tuple[float, float]:
+    """`heldout_rmses` as a Spark join and aggregation: RegressionEvaluator's RMSE on
+    `model.transform(held)` with coldStartStrategy 'drop', and predicting `mu` on those rows."""
     preds = model.copy({model.coldStartStrategy: "drop"}).transform(held)
-    value = preds.agg(F.sqrt(F.avg((F.col("prediction") - F.col("rating")) ** 2))).first()[0]
-    return float("nan") if value is None else float(value)
+    row = preds.agg(F.sqrt(F.avg((F.col("prediction") - F.col("rating")) ** 2)),
+                    F.sqrt(F.avg((F.lit(mu) - F.col("rating")) ** 2))).first()
+    return tuple(float("nan") if v is None else float(v) for v in row)
 
 
 def _tune_holdout(training, validation, points, config, blocks):
@@ -315,24 +333,25 @@ def _tune_holdout(training, validation, points, config, blocks):
     kept: dict = {}
     lock = threading.Lock()
 
-    def keep_if_best(index: int, model: ALSModel, value: float) -> None:
+    def keep_if_best(index: int, model: ALSModel, value: float,
+                     scored_baseline: float | None) -> None:
         if value != value:
             return
         key = _order_key(value, index, lower)
         with lock:
             if "key" not in kept or key < kept["key"]:
-                kept.update(key=key, model=model)
+                kept.update(key=key, model=model, scored_baseline=scored_baseline)
 
     def score(index: int) -> GridScore:
         params = points[index]
         start = time.perf_counter()
         try:
             model, seconds = fit_als(training, params, config, blocks)
-            value = part.score(model)
+            value, scored_baseline = part.score(model)
         except Exception as exc:  # noqa: BLE001 - one failed point must not sink the search
             return GridScore(params, float("nan"), time.perf_counter() - start,
                              describe_failure(exc))
-        keep_if_best(index, model, value)
+        keep_if_best(index, model, value, scored_baseline)
         return GridScore(params, value, seconds)
 
     workers = max(1, min(config.tuning.parallelism, len(points)))
@@ -341,7 +360,7 @@ def _tune_holdout(training, validation, points, config, blocks):
         order = fit_order(points)
         for index, result in zip(order, pool.map(score, order), strict=True):
             grid[index] = result
-    return grid, part.baseline_score, kept.get("model")
+    return grid, part.baseline_score, kept.get("model"), kept.get("scored_baseline")
 
 
 def fold_pairs(data: DataFrame, tuning: TuningConfig) -> list[tuple[DataFrame, DataFrame]]:
@@ -391,7 +410,7 @@ def _tune_folds(data, points, config, blocks):
             start = time.perf_counter()
             try:
                 model = als.fit(trains[fold])
-                value = parts[fold].score(model)
+                value = parts[fold].score(model)[0]
             except Exception as exc:  # noqa: BLE001 - one failed point must not sink the search
                 return index, float("nan"), time.perf_counter() - start, describe_failure(exc)
             return index, value, time.perf_counter() - start, None
