@@ -47,7 +47,6 @@ from als_assets.core.tuning import (
     HeldOutRatings,
     fit_order,
     fold_pairs,
-    heldout_rmse,
     heldout_rmses,
     spark_rmses,
     tune,
@@ -286,8 +285,8 @@ def test_heldout_rmse_equals_sparks_evaluator(ratings):
                 seed=1, coldStartStrategy="drop").fit(parts.training)
     expected = RegressionEvaluator(metricName="rmse", labelCol="rating").evaluate(
         model.transform(parts.test))
-    assert heldout_rmse(model, HeldOutRatings.collect(parts.test)) == pytest.approx(expected,
-                                                                                   rel=1e-6)
+    rmse, _ = heldout_rmses(model, HeldOutRatings.collect(parts.test), 0.0)
+    assert rmse == pytest.approx(expected, rel=1e-6)
 
 
 def test_heldout_rmse_leaves_out_unknown_users_and_items(spark):
@@ -302,17 +301,17 @@ def test_heldout_rmse_leaves_out_unknown_users_and_items(spark):
     held = HeldOutRatings(np.array([1, 2, 3, 1]), np.array([11, 10, 10, 99]),
                           np.array([3.0, 4.0, 5.0, 1.0]))
     errors = [float(users[1] @ items[11]) - 3.0, float(users[2] @ items[10]) - 4.0]
-    assert heldout_rmse(model, held) == pytest.approx(math.sqrt(np.mean(np.square(errors))),
-                                                      rel=1e-5)
+    assert heldout_rmses(model, held, 0.0)[0] == pytest.approx(
+        math.sqrt(np.mean(np.square(errors))), rel=1e-5)
     # The mean's RMSE over the same two rows (ratings 3 and 4), not over all four.
-    expected = (heldout_rmse(model, held), math.sqrt(0.5))
+    expected = (heldout_rmses(model, held, 0.0)[0], math.sqrt(0.5))
     assert heldout_rmses(model, held, 3.0) == pytest.approx(expected, rel=1e-12)
     frame = spark.createDataFrame(list(zip(held.users.tolist(), held.items.tolist(),
                                            held.ratings.tolist(), strict=True)),
                                   "user_id int, movie_id int, rating double")
     assert spark_rmses(model, frame, 3.0) == pytest.approx(expected, rel=1e-6)
-    assert math.isnan(heldout_rmse(model, HeldOutRatings(np.array([7]), np.array([10]),
-                                                         np.array([1.0]))))
+    assert math.isnan(heldout_rmses(model, HeldOutRatings(np.array([7]), np.array([10]),
+                                                          np.array([1.0])), 0.0)[0])
 
 
 @pytest.mark.parametrize("method", ["cv", "tvs"])

@@ -268,7 +268,7 @@ def tune(
         baseline="global-mean" if lower else "most-popular",
         baseline_score=baseline,
         best_model=best_model,
-        best_scored_baseline=scored_baseline if best_model is not None else None,
+        best_scored_baseline=scored_baseline,
     )
 
 
@@ -310,11 +310,6 @@ def heldout_rmses(model: ALSModel, held: HeldOutRatings, mu: float) -> tuple[flo
     ratings = held.ratings[known]
     return (float(np.sqrt(np.mean((predicted - ratings) ** 2))),
             float(np.sqrt(np.mean((mu - ratings) ** 2))))
-
-
-def heldout_rmse(model: ALSModel, held: HeldOutRatings) -> float:
-    """The model's RMSE of `heldout_rmses`."""
-    return heldout_rmses(model, held, 0.0)[0]
 
 
 def spark_rmses(model: ALSModel, held: DataFrame, mu: float) -> tuple[float, float]:
