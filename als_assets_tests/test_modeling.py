@@ -35,6 +35,7 @@ from als_assets.core.sources import SyntheticSpec, synthetic_ratings
 from als_assets.core.spark import (
     DEEP_STACK_ITERATIONS,
     DEFAULT_STACK_ITERATIONS,
+    JIT_OPTIONS,
     THREAD_STACK_OPTION,
     SparkSettings,
     session_conf,
@@ -178,7 +179,8 @@ def test_only_fits_longer_than_the_session_allows_checkpoint(spark, max_iter, un
 def test_sessions_the_package_builds_have_deep_stacks_and_others_do_not(spark):
     assert uncheckpointed_iterations(spark) == DEEP_STACK_ITERATIONS
     conf = session_conf(SparkSettings(master="spark://h:7077"))
-    assert conf["spark.driver.extraJavaOptions"] == THREAD_STACK_OPTION
+    assert conf["spark.driver.extraJavaOptions"] == f"{THREAD_STACK_OPTION} {JIT_OPTIONS}"
+    # A cluster's executors do the heavy work: they keep the JVM's own JIT thresholds.
     assert conf["spark.executor.extraJavaOptions"] == THREAD_STACK_OPTION
 
     def session_with(options: dict[str, str]):
@@ -193,6 +195,20 @@ def test_sessions_the_package_builds_have_deep_stacks_and_others_do_not(spark):
         partial = {k: v for k, v in both.items() if k != missing}
         assert uncheckpointed_iterations(session_with(partial)) == DEFAULT_STACK_ITERATIONS
     assert uncheckpointed_iterations(session_with({})) == DEFAULT_STACK_ITERATIONS
+
+
+def test_the_driver_jvm_runs_with_the_raised_jit_thresholds(spark):
+    """The session fixture's JVM was started as the package starts its driver: HotSpot took
+    every JIT option (an option it did not know would have been ignored, not applied)."""
+    jvm = spark.sparkContext._jvm
+    args = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert set(JIT_OPTIONS.split()) <= set(args)
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+    for option in JIT_OPTIONS.split():
+        if "=" in option:
+            name, value = option.removeprefix("-XX:").split("=")
+            assert bean.getVMOption(name).getValue() == value, name
 
 
 def test_the_deep_stacks_carry_a_fit_of_the_longest_uncheckpointed_length(ratings):

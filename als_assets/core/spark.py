@@ -134,6 +134,16 @@ def local_cores(master: str) -> int:
 # with 16 MB stacks 100 iterations ran (ml-latest-small, 1 block). Stacks are reserved, not
 # used: a thread only touches the pages its calls reach.
 THREAD_STACK_OPTION = "-Xss16m"
+# The driver JVM's JIT: HotSpot's optimising compiler (C2) starts on a method at ten times the
+# invocation and loop counts it would by default. A Spark job of small data costs the driver
+# more than the executors: cleaning closures (which parses class files), planning, serializing
+# tasks, each a little different per job, so C2 keeps compiling and deoptimising that code
+# through a grid search and its threads take cores the fits need. At the higher thresholds the
+# hot loops of large data (ALS's per-rating work runs millions of times) still reach C2 within
+# moments; the rest stays at C1's level. The options are HotSpot's own; another JVM ignores them.
+JIT_OPTIONS = ("-XX:+IgnoreUnrecognizedVMOptions -XX:Tier4InvocationThreshold=50000 "
+               "-XX:Tier4MinInvocationThreshold=6000 -XX:Tier4CompileThreshold=150000 "
+               "-XX:Tier4BackEdgeThreshold=400000")
 # ALS iterations a fit may run without a checkpoint: with the stacks above, and without them.
 DEEP_STACK_ITERATIONS = 30
 DEFAULT_STACK_ITERATIONS = 10
@@ -154,7 +164,7 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
         # Read when the JVMs start: for local mode the driver is launched with it.
-        "spark.driver.extraJavaOptions": THREAD_STACK_OPTION,
+        "spark.driver.extraJavaOptions": f"{THREAD_STACK_OPTION} {JIT_OPTIONS}",
         "spark.executor.extraJavaOptions": THREAD_STACK_OPTION,
     }
     if settings.jars:
