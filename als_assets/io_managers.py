@@ -24,7 +24,8 @@ class VersionedSparkIOManager(ConfigurableIOManager):
 
     A version becomes current only after it is fully written, so a failed write leaves the
     previous value readable. DataFrames read back within a run are cached in the SparkSession,
-    so the steps of a run that share a split read its Parquet once.
+    so the steps of a run that share a split read its Parquet once; the ALS model is loaded
+    once per version, not once per step that scores with it.
     """
 
     root: str = Field(default="", description="Storage root; shared by every Spark node "
@@ -54,7 +55,7 @@ class VersionedSparkIOManager(ConfigurableIOManager):
             partition = keys[0]
         asset = tuple(context.asset_key.path)
         stored = self.store.current(asset, partition)
-        if stored is None or stored.kind != "dataframe":
+        if stored is None or stored.kind not in CACHED_KINDS:
             # Spark starts only when a Spark value is read: JSON values need no JVM.
             return self.store.read(asset, partition, lambda: self.spark.session)
         # A version folder never changes, so its path is a safe cache key within a session.
@@ -65,14 +66,17 @@ class VersionedSparkIOManager(ConfigurableIOManager):
                           else None)
         key = (id(session), str(self.store.slot(asset, partition)))
         cached = _READ_CACHE.get(key)
-        if cached is not None and cached[0] == stored.path:
-            return cached[1]
-        if cached is not None:
-            cached[1].unpersist()
-        frame = self.store.read(asset, partition, lambda: session)
-        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-        _READ_CACHE[key] = (stored.path, frame)
-        return frame
+        if cached is None or cached[0] != stored.path:
+            if cached is not None and isinstance(cached[1], DataFrame):
+                cached[1].unpersist()
+            value = self.store.read(asset, partition, lambda: session)
+            if isinstance(value, DataFrame):
+                value = value.persist(StorageLevel.MEMORY_AND_DISK)
+            cached = _READ_CACHE[key] = (stored.path, value)
+        value = cached[1]
+        # Each step gets its own model object over the one loaded model (a copy shares the
+        # factors and copies the params), so no step can change another's params.
+        return value if isinstance(value, DataFrame) else value.copy()
 
 
 def _consuming_step(context: InputContext) -> str | None:
@@ -90,9 +94,12 @@ def describe_jobs(session, step: str, partition: str | None) -> None:
     session.sparkContext.setJobDescription(f"{step} [{partition}]" if partition else step)
 
 
-# The current version of each asset partition read in this process, persisted: the steps of a
-# run (in-process executor) read each split's Parquet once instead of once per step.
-_READ_CACHE: dict[tuple[int, str], tuple[str, DataFrame]] = {}
+# The current version of each Spark value read in this process: the steps of a run (in-process
+# executor) read each split's Parquet once instead of once per step (DataFrames persisted), and
+# load the ALS model once instead of in every step that scores with it (each load is several
+# Spark jobs reading its metadata and factors).
+CACHED_KINDS = ("dataframe", "als_model")
+_READ_CACHE: dict[tuple[int, str], tuple[str, Any]] = {}
 
 
 def stored_path_of(frame: DataFrame) -> str | None:

@@ -142,3 +142,15 @@ def test_plots_need_no_display_and_no_pyplot(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_loading_the_definitions_imports_no_matplotlib(tmp_path):
+    """The UI's code server, the daemon's sensors and a sources run load the definitions but
+    draw nothing: matplotlib is imported with the first plot only."""
+    script = ("import sys\nimport als_assets.definitions\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+    env = dict(os.environ, MPLCONFIGDIR=str(tmp_path), DAGSTER_HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

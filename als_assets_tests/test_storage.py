@@ -157,6 +157,48 @@ def test_als_model_round_trip(spark, store):
     assert factors(back) == factors(model)
 
 
+def test_the_io_manager_loads_each_model_version_once_and_hands_each_step_a_copy(
+        spark, tmp_path, monkeypatch):
+    """The steps of a run that score with the ALS model share one load of its version (each
+    load is several Spark jobs); each gets its own copy, and a new version is loaded anew."""
+    from dagster import AssetKey, StaticPartitionsDefinition, build_input_context
+
+    from als_assets.io_managers import VersionedSparkIOManager
+    from als_assets.resources import SparkResource
+
+    root = str(tmp_path / "storage")
+    io_manager = VersionedSparkIOManager(root=root, spark=SparkResource(storage_root=root))
+    training = spark.createDataFrame(
+        [(1, 10, 4.0), (1, 11, 3.0), (2, 10, 5.0), (2, 12, 1.0), (3, 11, 2.0), (3, 12, 4.5)],
+        "user_id int, movie_id int, rating float")
+
+    def fit(rank):
+        return ALS(userCol="user_id", itemCol="movie_id", ratingCol="rating", rank=rank,
+                   maxIter=2, seed=1).fit(training)
+
+    loads = []
+    real_load = ALSModel.load
+    monkeypatch.setattr(ALSModel, "load", classmethod(
+        lambda cls, path: loads.append(path) or real_load(path)))
+
+    def load_input():
+        return io_manager.load_input(build_input_context(
+            asset_key=AssetKey("als_model"), partition_key="exp1",
+            asset_partitions_def=StaticPartitionsDefinition(["exp1"])))
+
+    first = io_manager.store.write(("als_model",), "exp1", fit(2))
+    a, b = load_input(), load_input()
+    assert loads == [first.path]
+    assert a is not b and a.rank == b.rank == 2
+    a.setPredictionCol("mine")
+    assert b.getPredictionCol() == "prediction"
+    assert a.userFactors.count() == b.userFactors.count() == 3
+
+    second = io_manager.store.write(("als_model",), "exp1", fit(3))
+    assert load_input().rank == 3
+    assert loads == [first.path, second.path]
+
+
 def test_previous_version_kept_and_oldest_pruned(store, fake_clock):
     assert KEEP_VERSIONS == 2
     slot = store.slot(ASSET, "p")

@@ -4,6 +4,10 @@ Every plot is drawn on a `matplotlib.figure.Figure` rendered by the Agg canvas: 
 global figure state (safe from the tuning threads), no GUI backend and no DISPLAY, whatever
 MPLBACKEND says. Figures are small (5 x 3.5 in at 90 dpi, about 450 x 315 px, 15-40 kB) so that
 several fit in an asset materialization's metadata as markdown data URIs.
+
+matplotlib is imported when the first plot is drawn, not with this module: the processes that
+load the project's definitions without drawing (the UI's code server, the daemon's sensors, a
+run of the sources) do not pay for it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGSIZE = (5.0, 3.5)
 DPI = 90
@@ -36,7 +41,15 @@ DIM_LABELS = {"rank": "rank", "max_iter": "maxIter", "reg_param": "regParam", "a
 # PNG and markdown helpers
 
 
+def _figure() -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+
+
 def _render(fig: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -182,8 +195,9 @@ def tuning_heatmap(points: Sequence[Mapping[str, float]], metric: str = "rmse",
     if vmin == vmax:
         vmin, vmax = vmin - 1e-9, vmax + 1e-9
     cmap = "viridis_r" if lower_is_better else "viridis"
+    from matplotlib.patches import Rectangle
 
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    fig = _figure()
     axes = fig.subplots(1, len(data.panels), squeeze=False)[0]
     image = None
     for ax, panel in zip(axes, data.panels, strict=True):
@@ -257,7 +271,7 @@ def metrics_chart(bars: Sequence[MetricBar], title: str = "Metrics vs baselines"
     widths = [max(1, len(g)) for g in groups]
     names = list(dict.fromkeys(b.baseline_name or "baseline" for b in bars
                                if b.baseline is not None))
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    fig = _figure()
     axes = fig.subplots(1, len(groups), squeeze=False, width_ratios=widths)[0]
     handles = {}
     for ax, group in zip(axes, groups, strict=True):
@@ -304,7 +318,7 @@ def rating_histogram(counts: Mapping[float, int], title: str = "Ratings in train
     values = sorted(set(HALF_STARS) | {float(v) for v in counts})
     heights = np.array([int(counts.get(v, counts.get(float(v), 0)) or 0) for v in values])
     total = int(heights.sum())
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    fig = _figure()
     ax = fig.subplots()
     ax.bar(values, heights, width=0.4, color="#3b75af")
     if total:
