@@ -16,6 +16,10 @@ experiments from benchmarks/notebook_experiments.yaml:
   dagster:        sources then the experiment partition through Dagster (compare_notebook.py's
                   driver: in-process runs, one SparkSession).
 overhead of Dagster = dagster / plain - 1; the storage share = plain+storage / plain - 1.
+The dagster variant also times where its seconds go outside the asset bodies' own work
+(_attribution.py): Dagster's machinery (its import, the instance, run creation, the event log,
+the inputs' data versions) apart from the project's glue (IO manager, plots, data-version
+queries).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _attribution import DAGSTER_PARTS  # noqa: E402
 from _common import (  # noqa: E402
     BENCH,
     REPO,
@@ -241,7 +246,7 @@ def main() -> None:
             env = variant_env(wd)
             if v == "dagster":
                 cmd = [VENV_PY, str(BENCH / "compare_notebook.py"), "--_driver", str(wd),
-                       "--partitions", args.experiment]
+                       "--partitions", args.experiment, "--_attribute"]
             else:
                 cmd = [VENV_PY, __file__, "--_plain", args.experiment, "--_store",
                        str(wd / "storage"), "--_stages", str(wd / "stages.json")]
@@ -255,6 +260,9 @@ def main() -> None:
             if v == "dagster":
                 drv = json.loads((wd / "driver.json").read_text())
                 res["stages"] = {"import": drv["import_s"]}
+                res["attribution"] = {"import dagster": {"seconds": drv["import_dagster_s"],
+                                                         "calls": 1},
+                                      **drv["attribution"]}
                 for run in drv["runs"]:
                     res["stages"].update(run["steps"])
                     res["stages"][f"run:{run['label']}"] = run["seconds"]
@@ -278,6 +286,16 @@ def main() -> None:
     summary["cpu_overhead_dagster_vs_plain"] = round(summary["dagster"]["tree_cpu_s"] / cpu - 1, 3)
     summary["cpu_overhead_dagster_vs_plain_storage"] = round(
         summary["dagster"]["tree_cpu_s"] / summary["plain+storage"]["tree_cpu_s"] - 1, 3)
+    parts = list(runs["dagster"][0]["attribution"])
+    summary["dagster_parts_s"] = {
+        part: median([r["attribution"][part]["seconds"] for r in runs["dagster"]])
+        for part in parts}
+    dagster_own = [p for p in parts if p == "import dagster" or p in DAGSTER_PARTS]
+    summary["dagster_machinery_s"] = round(
+        median([sum(r["attribution"][p]["seconds"] for p in dagster_own)
+                for r in runs["dagster"]]), 2)
+    summary["dagster_machinery_vs_plain_storage"] = round(
+        summary["dagster_machinery_s"] / summary["plain+storage"]["wall_s"], 3)
     stage_names = list(runs["plain"][0]["stages"])
     lines = [f"experiment {args.experiment}, {args.repeat} repetition(s), medians:",
              "| variant | wall s | CPU s (tree) | peak RSS MB | CPU s by others |",
@@ -292,6 +310,16 @@ def main() -> None:
     lines.append(f"by CPU seconds of the process tree (less sensitive to other load): Dagster vs "
                  f"plain {summary['cpu_overhead_dagster_vs_plain']:+.1%}, vs plain+storage "
                  f"{summary['cpu_overhead_dagster_vs_plain_storage']:+.1%}")
+    lines += ["", "the Dagster side's seconds outside the asset bodies' own work, medians "
+              "(benchmarks/_attribution.py):", "| part | seconds | calls (last repetition) |",
+              "|---|---:|---:|"]
+    for part in parts:
+        owner = "Dagster" if part in dagster_own else "project"
+        lines.append(f"| {owner}: {part} | {summary['dagster_parts_s'][part]} | "
+                     f"{runs['dagster'][-1]['attribution'][part]['calls']} |")
+    lines.append(f"\nDagster's own machinery (imports, instance, run creation, event log, inputs' "
+                 f"data versions): {summary['dagster_machinery_s']} s, "
+                 f"{summary['dagster_machinery_vs_plain_storage']:.1%} of plain+storage's wall")
     lines += ["", "per stage, seconds (last repetition):",
               "| stage | plain | plain+storage | dagster step |", "|---|---:|---:|---:|"]
     for s in stage_names + [k for k in runs["dagster"][-1]["stages"] if k not in stage_names]:
