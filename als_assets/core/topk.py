@@ -15,6 +15,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from .topk_bound import bounded_top_k
+
 # Scores per block of query rows: small enough that a block's scores stay in the CPU's cache
 # for the passes top-k makes over them, and one buffer is reused for every block (a fresh
 # block-sized array per block costs page faults that the matrix product itself does not).
@@ -41,13 +43,50 @@ def top_k(
     Ties break by candidate index, so results are deterministic. Returns flat arrays
     (query index, candidate index, score), ordered by query then rank; a query gets fewer than k
     rows only when fewer than k candidates are left after exclusion.
+
+    By default the candidates that cannot make a query's list are not scored (`topk_bound`:
+    the same lists, a fraction of the work on ALS factors); `block_rows` asks for every
+    candidate scored, that many queries at a time.
     """
     n_q, n_c = queries.shape[0], candidates.shape[0]
     k = min(k, n_c)
-    q_out, c_out, s_out = [], [], []
     if n_q == 0 or k == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.float32)
+    if block_rows is None:  # an explicit block size asks for the full ranking
+        bounded = bounded_top_k(queries, candidates, k, exclude_rows, exclude_cols)
+        if bounded is not None:
+            lists, rest = bounded
+            if rest.size:
+                return _merged(lists, _rows_of(rest, queries, candidates, k, exclude_rows,
+                                               exclude_cols))
+            return _merged(lists)
+    return _top_k_full(queries, candidates, k, exclude_rows, exclude_cols, block_rows)
+
+
+def _rows_of(rows: np.ndarray, queries, candidates, k, exclude_rows, exclude_cols):
+    """`_top_k_full` for the query rows `rows` (sorted), numbered as in `queries`."""
+    ex_rows = ex_cols = None
+    if exclude_rows is not None:
+        at = np.searchsorted(rows, exclude_rows).clip(max=rows.size - 1)
+        mine = rows[at] == exclude_rows
+        ex_rows, ex_cols = at[mine], exclude_cols[mine]
+    q, c, s = _top_k_full(queries[rows], candidates, k, ex_rows, ex_cols, None)
+    return rows[q], c, s
+
+
+def _merged(*parts):
+    """Flat (query, candidate, score) parts, each grouped by query in rank order, as one
+    ordered by query then rank (a query's rows are all in one part)."""
+    q, c, s = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+    order = np.argsort(q, kind="stable")
+    return q[order], c[order], s[order]
+
+
+def _top_k_full(queries, candidates, k, exclude_rows, exclude_cols, block_rows):
+    """`top_k` scoring every candidate for every query, a block of queries at a time."""
+    n_q, n_c = queries.shape[0], candidates.shape[0]
+    q_out, c_out, s_out = [], [], []
     cand_t = np.ascontiguousarray(candidates.T)
     if exclude_rows is not None:
         order = np.argsort(exclude_rows, kind="stable")
