@@ -62,8 +62,9 @@ def bias_baseline(training: DataFrame) -> tuple[float, DataFrame, DataFrame]:
         (F.sum(F.col("rating") - mu) / (F.count(F.lit(1)) + ITEM_BIAS_SHRINKAGE)).alias("b_i"),
         F.avg("rating").alias("item_mean"),
     )
+    # One row per movie: broadcast to the training rows, not joined by shuffling them all.
     user_bias = (
-        training.join(item_bias.select("movie_id", "b_i"), "movie_id")
+        training.join(F.broadcast(item_bias.select("movie_id", "b_i")), "movie_id")
         .groupBy("user_id")
         .agg(
             (F.sum(F.col("rating") - mu - F.col("b_i"))
