@@ -4,7 +4,7 @@
 from dagster import AssetExecutionContext, Output
 
 from ..core.distributed import recommend
-from ..core.ranking import rated_outside
+from ..core.user_lists import SeenLists
 from ..partitions import experiment_config
 from ..versions import config_data_version
 from .experiment_asset import experiment_asset
@@ -22,8 +22,9 @@ RECOMMENDATIONS_CODE_VERSION = "user_recommendations-2"
 def user_recommendations(context: AssetExecutionContext, user_factors, item_factors, training,
                          validation):
     config = experiment_config(context).ranking
-    # Everything the user rated outside test: the lists the test split judges.
-    seen = rated_outside(training, validation) if config.exclude_seen else None
+    # Everything the user rated outside test: the lists the test split judges. On the
+    # executors, grouped once with als_model and evaluation (core/user_lists.py).
+    seen = SeenLists(training, validation) if config.exclude_seen else None
     table = recommend(user_factors, item_factors, config.k, seen).persist()
     version = config_data_version(context, RECOMMENDATIONS_CODE_VERSION,
                                   ["user_factors", "item_factors", "training", "validation"],

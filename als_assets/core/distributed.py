@@ -50,6 +50,7 @@ from .topk import (
     similar_items,
     top_k,
 )
+from .user_lists import SeenLists, held_columns
 
 PATH_CONF = "spark.als.topk.path"
 PATHS = ("auto", "driver", "executors")
@@ -76,11 +77,13 @@ def choose_path(spark, queries: int, candidates: int, limit: int = DRIVER_MAX_SC
 
 
 def recommend(user_factors: DataFrame, item_factors: DataFrame, k: int,
-              seen: DataFrame | None) -> DataFrame:
+              seen: DataFrame | SeenLists | None) -> DataFrame:
     """Top-k movies per user, leaving out `seen` pairs, on the path `choose_path` picks."""
     path = choose_path(user_factors.sparkSession, user_factors.count(), item_factors.count())
     if path == "executors":
         return recommend_on_executors(user_factors, item_factors, k, seen)
+    if isinstance(seen, SeenLists):
+        seen = seen.pairs()
     return recommend_for_users(user_factors, item_factors, k, seen)
 
 
@@ -117,15 +120,25 @@ def spread(frame: DataFrame, column: str) -> DataFrame:
     return frame.repartition(n, column)
 
 
-def with_seen(queries: DataFrame, seen: DataFrame | None, id_name: str = "user_id") -> DataFrame:
+def seen_lists(seen: DataFrame | SeenLists, id_name: str = "user_id",
+               movie_type: str = "int") -> DataFrame:
+    """(id_name, seen: array<movie_type>): each user's seen movies, grouped from the pairs, or
+    read from the shared grouping of the splits (`user_lists`)."""
+    if isinstance(seen, SeenLists):
+        return seen.frame().select(F.col("user_id").alias(id_name),
+                                   seen.column().cast(f"array<{movie_type}>").alias("seen"))
+    return seen.groupBy(F.col("user_id").cast("int").alias(id_name)) \
+        .agg(F.collect_list(F.col("movie_id").cast(movie_type)).alias("seen"))
+
+
+def with_seen(queries: DataFrame, seen: DataFrame | SeenLists | None,
+              id_name: str = "user_id") -> DataFrame:
     """(id_name, features, seen: array<int>) with each user's seen movies, empty if none."""
     rows = spread(queries.select(F.col(_ids(queries)).cast("int").alias(id_name), "features"),
                   id_name)
     if seen is None:
         return rows.withColumn("seen", F.array().cast("array<int>"))
-    lists = seen.groupBy(F.col("user_id").cast("int").alias(id_name)) \
-        .agg(F.collect_list(F.col("movie_id").cast("int")).alias("seen"))
-    return rows.join(lists, id_name, "left") \
+    return rows.join(seen_lists(seen, id_name), id_name, "left") \
         .withColumn("seen", F.coalesce("seen", F.array().cast("array<int>")))
 
 
@@ -144,7 +157,7 @@ def _flat(ids: np.ndarray, lists: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def recommend_on_executors(user_factors: DataFrame, item_factors: DataFrame, k: int,
-                           seen: DataFrame | None) -> DataFrame:
+                           seen: DataFrame | SeenLists | None) -> DataFrame:
     """`topk.recommend_for_users` with each batch of users ranked in a task: identical rows."""
     spark = user_factors.sparkSession
     item_ids, items = factors_to_numpy(item_factors)
@@ -219,29 +232,33 @@ def judge_model_lists(model, training: DataFrame, held: DataFrame, k: int,
     if choose_path(training.sparkSession, users.count(), catalogue.size) == "driver":
         judged = HeldOut.collect(training, held, k, relevance_threshold, exclude_seen)
         return judge_model(model, judged, catalogue)
-    seen = training.select("user_id", "movie_id") if exclude_seen else None
-    return judge_model_on_executors(users, model.itemFactors, seen, held, catalogue, k,
-                                    relevance_threshold)
+    # The shared grouping of training and validation (`user_lists`): the seen movies and the
+    # held-out ones in one row per user, grouped once for this step and the later ones.
+    seen = SeenLists(training, held, with_validation=False)
+    lists = seen.frame().select(
+        "user_id", (seen.column() if exclude_seen else F.array().cast("array<int>"))
+        .alias("seen"), *held_columns(relevance_threshold))
+    rows = spread(users.select(F.col(_ids(users)).cast("int").alias("user_id"), "features"),
+                  "user_id").join(lists, "user_id", "left")
+    return _rank_and_judge(rows, model.itemFactors, exclude_seen, catalogue, k,
+                           relevance_threshold)
 
 
-def judge_model_on_executors(user_factors: DataFrame, item_factors: DataFrame,
-                             seen: DataFrame | None, held: DataFrame, catalogue: Catalogue,
-                             k: int, relevance_threshold: float, seed: int = RANDOM_SEED
-                             ) -> tuple[ListScores, ...]:
-    """`recommend_on_executors` and `judge_on_executors` in one pass: each task ranks its
-    batch of users and judges those lists and both baselines' at once, so the seen pairs are
-    grouped by user once and the lists are never written out or regrouped."""
-    spark = user_factors.sparkSession
+def _rank_and_judge(users: DataFrame, item_factors: DataFrame, exclude_seen: bool,
+                    catalogue: Catalogue, k: int, relevance_threshold: float,
+                    seed: int = RANDOM_SEED) -> tuple[ListScores, ...]:
+    """Each task ranks its batch of rows (user_id, features, seen, relevant, held) and judges
+    those lists and both baselines' at once: the lists are never written out or regrouped, and
+    only per-batch partial sums reach the driver."""
+    spark = users.sparkSession
     item_ids, items = factors_to_numpy(item_factors)
     shared = spark.sparkContext.broadcast((item_ids, items, catalogue.item_ids,
                                            catalogue.counts))
     rank = items.shape[1]
-    users = with_seen(user_factors, seen).join(_held_lists(held, relevance_threshold),
-                                               "user_id", "left")
     empty = F.array().cast("array<long>")
     for name in ("relevant", "held"):
         users = users.withColumn(name, F.coalesce(name, empty))
-    exclude_seen = seen is not None
+    users = users.withColumn("seen", F.coalesce("seen", F.array().cast("array<int>")))
 
     def rank_and_judge(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         cand_ids, cands, cat_ids, counts = shared.value
@@ -269,7 +286,8 @@ def _held_lists(held: DataFrame, relevance_threshold: float) -> DataFrame:
         F.collect_list(movie).alias("held"))
 
 
-def judge_on_executors(recommendations: DataFrame, seen: DataFrame | None, held: DataFrame,
+def judge_on_executors(recommendations: DataFrame, seen: DataFrame | SeenLists | None,
+                       held: DataFrame,
                        catalogue: Catalogue, k: int, relevance_threshold: float,
                        seed: int = RANDOM_SEED) -> tuple[ListScores, ...]:
     """`ranking.judge` with each batch of users judged in a task: the model's lists (the
@@ -285,9 +303,7 @@ def judge_on_executors(recommendations: DataFrame, seen: DataFrame | None, held:
                 F.col("recs.score").alias("scores"), F.col("recs.rank").alias("ranks"))
     empty = F.array().cast("array<long>")
     if seen is not None:
-        lists = seen.groupBy(F.col("user_id").cast("int").alias("user_id")) \
-            .agg(F.collect_list(F.col("movie_id").cast("long")).alias("seen"))
-        users = users.join(lists, "user_id", "left")
+        users = users.join(seen_lists(seen, movie_type="long"), "user_id", "left")
     users = users.join(_held_lists(held, relevance_threshold), "user_id", "left")
     for name in ("relevant", "held") + (("seen",) if seen is not None else ()):
         users = users.withColumn(name, F.coalesce(name, empty))

@@ -14,6 +14,7 @@ from .experiments import ExperimentConfig
 from .metrics import RANKING_METRICS, regression_metrics
 from .ranking import Catalogue, HeldOut, ListScores, judge, rated_outside
 from .topk import TopK
+from .user_lists import SeenLists
 
 LIST_FIELDS = ("coverage", "popularity_bias", "popular_overlap")
 
@@ -84,13 +85,15 @@ def evaluate_model(model: ALSModel, training: DataFrame, validation: DataFrame, 
     with `exclude_seen`, every list leaves out the movies rated in training and validation."""
     rk = config.ranking
     catalogue = Catalogue.of(training)
-    seen = rated_outside(training, validation)
     users = recommendations.select("user_id").distinct().count()
     if choose_path(training.sparkSession, users, catalogue.size) == "executors":
-        lists = judge_on_executors(recommendations, seen if rk.exclude_seen else None, test,
-                                   catalogue, rk.k, rk.relevance_threshold)
+        # The seen lists as user_recommendations grouped them (core/user_lists.py).
+        seen = SeenLists(training, validation) if rk.exclude_seen else None
+        lists = judge_on_executors(recommendations, seen, test, catalogue, rk.k,
+                                   rk.relevance_threshold)
     else:
-        held = HeldOut.collect(seen, test, rk.k, rk.relevance_threshold, rk.exclude_seen)
+        held = HeldOut.collect(rated_outside(training, validation), test, rk.k,
+                               rk.relevance_threshold, rk.exclude_seen)
         lists = judge(TopK.from_spark(recommendations), held, catalogue)
     rmse = mae = rows = baseline_rmse = None
     if not config.implicit.enabled:
