@@ -88,10 +88,9 @@ class SeenLists:
 def held_columns(relevance_threshold: float) -> tuple[Column, Column]:
     """(relevant, held) of a row of `user_lists`: its validation movies rated at or above the
     threshold, and all of them (array<long>, empty for none)."""
-    empty = F.array().cast("array<long>")
     validated = F.coalesce(F.col("validated"), F.array().cast(
         "array<struct<movie_id:int,rating:double>>"))
     relevant = F.transform(F.filter(validated, lambda v: v["rating"] >= relevance_threshold),
                            lambda v: v["movie_id"].cast("long"))
     held = F.transform(validated, lambda v: v["movie_id"].cast("long"))
-    return F.coalesce(relevant, empty).alias("relevant"), F.coalesce(held, empty).alias("held")
+    return relevant.alias("relevant"), held.alias("held")
