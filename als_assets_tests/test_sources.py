@@ -80,6 +80,44 @@ def test_synthetic_ratings_frame_has_the_canonical_schema(spark):
     assert frame.count() == 500
 
 
+@pytest.fixture
+def batch_partitions(spark):
+    """Spark's large-frame path for small frames: one partition per Arrow batch of 100 rows,
+    as a 20M-row frame gets one per batch of 10,000."""
+    keys = ("spark.sql.execution.arrow.maxRecordsPerBatch",
+            "spark.sql.execution.arrow.localRelationThreshold")
+    before = {key: spark.conf.get(key) for key in keys}
+    spark.conf.set(keys[0], "100")
+    spark.conf.set(keys[1], "0")
+    yield
+    for key, value in before.items():
+        spark.conf.set(key, value)
+
+
+def test_large_synthetic_ratings_are_merged_into_few_partitions(spark, batch_partitions,
+                                                                monkeypatch):
+    import als_assets.core.sources as sources
+
+    spec = SyntheticSpec(n_ratings=3_000, seed=3)
+    expected = generate(spec)[0]
+    one_per_batch = spark.createDataFrame(expected, schema=RATINGS_SCHEMA)
+    assert one_per_batch.rdd.getNumPartitions() == 30
+    monkeypatch.setattr(sources, "SYNTHETIC_ROWS_PER_PARTITION", 500)
+    frame = synthetic_ratings(spark, spec)
+    # 3,000 rows at most 500 a partition, and no fewer than the default parallelism.
+    assert frame.rdd.getNumPartitions() == max(6, spark.sparkContext.defaultParallelism)
+    # Neighbouring partitions merged: every row, in the generator's order.
+    got = frame.toPandas()
+    pd.testing.assert_frame_equal(got, expected.astype(got.dtypes), check_dtype=False)
+
+
+def test_small_synthetic_ratings_keep_their_partitions(spark):
+    spec = SyntheticSpec(n_ratings=3_000, seed=3)
+    given = spark.createDataFrame(generate(spec)[0], schema=RATINGS_SCHEMA)
+    assert synthetic_ratings(spark, spec).rdd.glom().map(len).collect() == \
+        given.rdd.glom().map(len).collect()
+
+
 # ---------------------------------------------------------------------------------------------
 # summarize_ratings on hand-built frames
 

@@ -7,6 +7,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ..core.distributed import similar
+from ..core.ranking import Catalogue
 from ..partitions import experiment_config
 from ..versions import config_data_version
 from .experiment_asset import experiment_asset
@@ -48,8 +49,10 @@ def showcase_movies(table: pd.DataFrame, rating_counts: pd.DataFrame) -> list[in
 
 
 def rating_counts(training: DataFrame) -> pd.DataFrame:
-    """Training ratings per movie (movie_id, count), on the driver: one row per movie."""
-    return training.groupBy("movie_id").count().toPandas()
+    """Training ratings per movie (movie_id, count), on the driver: one row per movie; the
+    catalogue the model's judgement and the evaluation count too (counted once)."""
+    catalogue = Catalogue.of(training)
+    return pd.DataFrame({"movie_id": catalogue.item_ids, "count": catalogue.counts})
 
 
 @experiment_asset(

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from .distributed import judge_model_lists
 from .experiments import ExperimentConfig
+from .plan_memo import mean_rating
 from .ranking import ListScores
 from .tuning import spark_rmses
 
@@ -83,7 +83,7 @@ def compare_with_baseline(model: ALSModel, training: DataFrame, validation: Data
         )
         return ValidationReport(rk.k, comparison, lists)
     if rmses is None:
-        mu = float(training.agg(F.avg("rating")).first()[0])
+        mu = mean_rating(training)
         rmses = spark_rmses(model, validation, mu)
     comparison = BaselineComparison(
         metric="rmse",

@@ -9,6 +9,8 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .plan_memo import mean_rating
+
 # Shrinkage of the bias baseline (Koren 2008): a bias estimated from few ratings is pulled
 # towards 0 as if it had this many extra ratings at exactly the mean.
 ITEM_BIAS_SHRINKAGE = 25.0
@@ -57,7 +59,7 @@ class ColdStartReport:
 
 def bias_baseline(training: DataFrame) -> tuple[float, DataFrame, DataFrame]:
     """mu, item biases b_i and user biases b_u (shrunk towards 0), as DataFrames."""
-    mu = float(training.agg(F.avg("rating")).first()[0])
+    mu = mean_rating(training)
     item_bias = training.groupBy("movie_id").agg(
         (F.sum(F.col("rating") - mu) / (F.count(F.lit(1)) + ITEM_BIAS_SHRINKAGE)).alias("b_i"),
         F.avg("rating").alias("item_mean"),

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from .distributed import choose_path, judge_on_executors
 from .experiments import ExperimentConfig
 from .metrics import RANKING_METRICS, regression_metrics
+from .plan_memo import mean_rating
 from .ranking import Catalogue, HeldOut, ListScores, judge, rated_outside
 from .topk import TopK
 from .user_lists import SeenLists
@@ -99,7 +100,7 @@ def evaluate_model(model: ALSModel, training: DataFrame, validation: DataFrame, 
     if not config.implicit.enabled:
         reg = regression_metrics(model.copy({model.coldStartStrategy: "drop"}).transform(test))
         rmse, mae, rows = reg.rmse, reg.mae, reg.rows
-        mu = float(training.agg(F.avg("rating")).first()[0])
+        mu = mean_rating(training)
         baseline_rmse = math.sqrt(
             test.agg(F.avg((F.col("rating") - F.lit(mu)) ** 2)).first()[0] or math.nan)
     return EvaluationReport(

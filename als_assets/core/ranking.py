@@ -19,6 +19,7 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 
 from .metrics import RankingMetrics, Relevant, pair_keys, ranking_metrics_of
+from .plan_memo import once_per_plan
 from .topk import TopK, factors_to_numpy, recommend_arrays
 
 LISTS = ("model", "most_popular", "random")
@@ -35,8 +36,15 @@ class Catalogue:
 
     @classmethod
     def of(cls, training: DataFrame) -> Catalogue:
-        pdf = training.groupBy("movie_id").count().toPandas().sort_values("movie_id")
-        return cls(pdf["movie_id"].to_numpy(np.int64), pdf["count"].to_numpy(np.int64))
+        """Counted once per persisted training frame, for every step that asks (plan_memo)."""
+        def count() -> Catalogue:
+            pdf = training.groupBy("movie_id").count().toPandas().sort_values("movie_id")
+            ids, counts = pdf["movie_id"].to_numpy(np.int64), pdf["count"].to_numpy(np.int64)
+            ids.setflags(write=False)  # shared by the steps that ask
+            counts.setflags(write=False)
+            return cls(ids, counts)
+
+        return once_per_plan("catalogue", training, count)
 
     @property
     def size(self) -> int:

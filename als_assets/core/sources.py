@@ -176,8 +176,21 @@ def write_movielens_folder(folder: str | Path, n_ratings: int, seed: int = 42) -
     return folder
 
 
+# Rows per partition of a large synthetic frame, at most. Past a size, Spark turns a pandas frame
+# into one partition per Arrow batch of 10,000 rows: 2,000 partitions at 20M ratings, each a
+# task in every pass over the ratings and a file in every write of them and of their splits.
+SYNTHETIC_ROWS_PER_PARTITION = 2_500_000
+
+
 def synthetic_ratings(spark: SparkSession, spec: SyntheticSpec) -> DataFrame:
-    return spark.createDataFrame(generate_synthetic(spec)[0], schema=RATINGS_SCHEMA)
+    """The synthetic ratings in at least as many partitions as Spark's default parallelism, and
+    at most `SYNTHETIC_ROWS_PER_PARTITION` rows each. `coalesce` merges neighbouring partitions
+    without a shuffle and never adds any, so small frames keep the partitions Spark gave them
+    (and their splits keep their rows)."""
+    frame = spark.createDataFrame(generate_synthetic(spec)[0], schema=RATINGS_SCHEMA)
+    wanted = max(spark.sparkContext.defaultParallelism,
+                 -(-spec.n_ratings // SYNTHETIC_ROWS_PER_PARTITION))
+    return frame.coalesce(wanted)
 
 
 def synthetic_movies(spark: SparkSession, spec: SyntheticSpec) -> DataFrame:

@@ -25,6 +25,7 @@ from .distributed import (
 )
 from .experiments import AlsParams, ExperimentConfig, TuningConfig
 from .modeling import fit_als, make_als, training_data
+from .plan_memo import mean_rating
 from .ranking import Catalogue, HeldOut, model_lists, popular_lists
 from .spark import uncheckpointed_iterations
 from .topk import factors_to_numpy
@@ -190,7 +191,7 @@ def _prepare(train: DataFrame, held: DataFrame, config: ExperimentConfig) -> _He
     metric = config.metric
     spark = train.sparkSession
     if metric == "rmse":
-        mu = float(train.agg(F.avg("rating")).first()[0])
+        mu = mean_rating(train)
         if choose_path(spark, held.count(), 1, DRIVER_MAX_ROWS) == "executors":
             baseline = held.agg(F.sqrt(F.avg((F.col("rating") - F.lit(mu)) ** 2))).first()[0]
             return _HeldOutPart(lambda model: spark_rmses(model, held, mu),
