@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -146,22 +145,23 @@ def ranking_metrics_of(rec_users: np.ndarray, rec_items: np.ndarray, rec_ranks: 
     order = np.lexsort((rank, users))
     users, items, rank = users[order], items[order], rank[order].astype(np.float64)
     hit = _member(pair_keys(users, items), rel_keys).astype(np.float64)
-    frame = pd.DataFrame({"user_id": users, "hit": hit, "rank": rank})
-    frame["cum_hits"] = frame.groupby("user_id")["hit"].cumsum()
-    frame["gain"] = hit / np.log2(rank + 1)
-    frame["ap_term"] = hit * frame["cum_hits"] / rank
-    per_user = frame.groupby("user_id").agg(hits=("hit", "sum"), dcg=("gain", "sum"),
-                                            ap_sum=("ap_term", "sum"))
-    r = n_rel[np.searchsorted(rel_user_ids, per_user.index.to_numpy())].astype(np.float64)
+    # Rows are grouped by user (sorted): per-user sums by segment, no pandas groupby. Hits are
+    # 0 or 1, so the running count within a user is exact from one cumulative sum.
+    starts = np.flatnonzero(np.diff(users, prepend=users[0] - 1))
+    hits = np.add.reduceat(hit, starts)
+    before = np.cumsum(hits) - hits  # hits of the earlier users
+    cum_hits = np.cumsum(hit) - np.repeat(before, np.diff(np.append(starts, users.size)))
+    dcg = np.add.reduceat(hit / np.log2(rank + 1), starts)
+    ap_sum = np.add.reduceat(hit * cum_hits / rank, starts)
+    r = n_rel[np.searchsorted(rel_user_ids, users[starts])].astype(np.float64)
     cutoff = np.minimum(r, k).astype(np.int64)
     # IDCG of m relevant items in the top K: the first m discounts, summed.
     ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])[cutoff]
-    hits = per_user["hits"].to_numpy()
     return RankingMetrics(
         k=k,
         precision_at_k=float(np.mean(hits / k)),
         recall_at_k=float(np.mean(hits / r)),
-        ndcg_at_k=float(np.mean(per_user["dcg"].to_numpy() / ideal)),
-        map_at_k=float(np.mean(per_user["ap_sum"].to_numpy() / cutoff)),
-        users_evaluated=int(len(per_user)),
+        ndcg_at_k=float(np.mean(dcg / ideal)),
+        map_at_k=float(np.mean(ap_sum / cutoff)),
+        users_evaluated=int(starts.size),
     )
