@@ -57,10 +57,10 @@ def pick_sample_user(recommendations: DataFrame, test: DataFrame, preferred: int
     listed = {int(r["user_id"]) for r in recommendations
               .filter(F.col("user_id").isin(leaders)).select("user_id").distinct().collect()}
     found = next((u for u in leaders if u in listed), None)
-    if found is not None or len(leaders) < SAMPLE_CANDIDATES:
-        if found is None:
-            raise ValueError("no test user has recommendations")
+    if found is not None:
         return found
+    if len(leaders) < SAMPLE_CANDIDATES:  # every test user was looked up
+        raise ValueError("no test user has recommendations")
     row = (test.join(recommendations.select("user_id").distinct(), "user_id")
            .groupBy("user_id").count().orderBy(F.desc("count"), "user_id").first())
     if row is None:
