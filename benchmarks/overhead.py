@@ -213,6 +213,7 @@ def main() -> None:
 
     variants = ["plain", "plain+storage", "dagster"]
     runs: dict[str, list] = {v: [] for v in variants}
+    orders: list[list[str]] = []
 
     def variant_env(wd: Path) -> dict:
         if wd.exists():
@@ -241,6 +242,7 @@ def main() -> None:
     class_archive = ensure_class_archive(args.driver_memory, prime)
     for i in range(args.repeat):
         order = variants if i % 2 == 0 else variants[::-1]
+        orders.append(order)
         for v in order:
             wd = Path(args.workdir) / f"{v.replace('+', '_')}_{i}"
             env = variant_env(wd)
@@ -288,6 +290,17 @@ def main() -> None:
               for d, p in zip(runs["dagster"], runs["plain+storage"], strict=True)]
     summary["paired_overhead_vs_plain_storage"] = paired
     summary["paired_overhead_vs_plain_storage_median"] = median(paired)
+    # The variants alternate their order; a ratio that follows the order (Dagster slower when it
+    # runs after plain+storage than before it) is a bias of position, which the mean of the two
+    # orders' medians cancels when both orders ran.
+    after = [x for x, o in zip(paired, orders, strict=True)
+             if o.index("dagster") > o.index("plain+storage")]
+    before = [x for x, o in zip(paired, orders, strict=True)
+              if o.index("dagster") < o.index("plain+storage")]
+    summary["paired_overhead_dagster_after"] = after
+    summary["paired_overhead_dagster_before"] = before
+    summary["paired_overhead_order_balanced"] = (
+        round((median(after) + median(before)) / 2, 3) if after and before else None)
     cpu = summary["plain"]["tree_cpu_s"]
     summary["cpu_overhead_dagster_vs_plain"] = round(summary["dagster"]["tree_cpu_s"] / cpu - 1, 3)
     summary["cpu_overhead_dagster_vs_plain_storage"] = round(
@@ -316,6 +329,11 @@ def main() -> None:
     lines.append("Dagster vs plain+storage within each repetition: "
                  + ", ".join(f"{x:+.1%}" for x in paired)
                  + f" (median {summary['paired_overhead_vs_plain_storage_median']:+.1%})")
+    if summary["paired_overhead_order_balanced"] is not None:
+        lines.append(f"the same by order: Dagster after plain+storage "
+                     f"{median(after):+.1%} ({len(after)}), before it {median(before):+.1%} "
+                     f"({len(before)}); the two orders' mean "
+                     f"{summary['paired_overhead_order_balanced']:+.1%}")
     lines.append(f"by CPU seconds of the process tree (less sensitive to other load): Dagster vs "
                  f"plain {summary['cpu_overhead_dagster_vs_plain']:+.1%}, vs plain+storage "
                  f"{summary['cpu_overhead_dagster_vs_plain_storage']:+.1%}")
