@@ -161,14 +161,7 @@ class TreeSampler:
 
 def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None,
                  log_path: Path | None = None, timeout: float | None = None) -> dict:
-    """Run a command, sampling its process tree; returns wall time, memory, CPU, stdout.
-
-    The files earlier runs wrote are flushed to disk first, untimed (`settle_s`): otherwise the
-    kernel writes them back during this run, and a run that follows one that wrote its storage
-    is slowed by the run before it (the overhead benchmark's alternating order showed it)."""
-    settle = time.perf_counter()
-    os.sync()
-    settle_s = round(time.perf_counter() - settle, 2)
+    """Run a command, sampling its process tree; returns wall time, memory, CPU, stdout."""
     start = time.perf_counter()
     out_fh = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=out_fh,
@@ -180,7 +173,7 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
     if log_path:
         out_fh.close()
     return {"cmd": cmd, "returncode": proc.returncode, "wall_s": round(wall, 2),
-            "settle_s": settle_s, "stdout": stdout, **stats}
+            "stdout": stdout, **stats}
 
 
 def median(values):

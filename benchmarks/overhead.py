@@ -290,9 +290,9 @@ def main() -> None:
               for d, p in zip(runs["dagster"], runs["plain+storage"], strict=True)]
     summary["paired_overhead_vs_plain_storage"] = paired
     summary["paired_overhead_vs_plain_storage_median"] = median(paired)
-    # The variants alternate their order; a ratio that follows the order (Dagster slower when it
-    # runs after plain+storage than before it) is a bias of position, which the mean of the two
-    # orders' medians cancels when both orders ran.
+    # The variants alternate their order. Where the pairs' ratios follow the order (Dagster
+    # slower when it runs after plain+storage than before it), that is a bias of position, which
+    # the mean of the two orders' medians cancels when both orders ran.
     after = [x for x, o in zip(paired, orders, strict=True)
              if o.index("dagster") > o.index("plain+storage")]
     before = [x for x, o in zip(paired, orders, strict=True)
