@@ -16,6 +16,7 @@ from als_assets.core.jvm_archive import (
     QUIET_DUMP,
     archive_key,
     archive_path,
+    first_on_classpath,
     heap_bytes,
     prepare_class_archive,
     record_dumping_jvm,
@@ -66,6 +67,24 @@ def test_key_follows_what_the_jvm_checks(fake_install, tmp_path):
     other_java = tmp_path / "java21"
     other_java.write_bytes(b"\x7fELF-21")
     assert archive_key(str(other_java), (), "4g", home) != archive_key(str(java), (), "4g", home)
+
+
+def test_spark_jars_the_driver_reads_most_come_first(fake_install, tmp_path):
+    home, java = fake_install
+    jars = home / "jars"
+    for name in ("spark-sql_2.13-4.3.0.jar", "spark-sql-api_2.13-4.3.0.jar",
+                 "spark-mllib_2.13-4.3.0.jar", "spark-core_2.13-4.3.0.jar",
+                 "spark-mllib-local_2.13-4.3.0.jar"):
+        (jars / name).write_bytes(b"j")
+    assert [Path(p).name for p in first_on_classpath(home)] == [
+        "spark-mllib_2.13-4.3.0.jar", "spark-core_2.13-4.3.0.jar", "spark-sql_2.13-4.3.0.jar"]
+    assert all(Path(p).parent == jars for p in first_on_classpath(home))
+    assert first_on_classpath(tmp_path / "no-spark-here") == ()
+    # An archive is only valid for the classpath order it was written with: the key follows it.
+    before = archive_key(str(java), (), "4g", home)
+    (jars / "spark-common-utils_2.13-4.3.0.jar").write_bytes(b"j")
+    assert "spark-common-utils_2.13-4.3.0.jar" in [Path(p).name for p in first_on_classpath(home)]
+    assert archive_key(str(java), (), "4g", home) != before
 
 
 def test_first_run_dumps_at_exit(tmp_path):

@@ -1,7 +1,9 @@
 """Splits, interactions and tuning on tiny data."""
 
 import math
+import os
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -174,6 +176,23 @@ def test_only_fits_longer_than_the_session_allows_checkpoint(spark, max_iter, un
     assert als.getCheckpointInterval() == interval
     assert als.getMaxIter() == max_iter
     assert als.getFinalStorageLevel() == "MEMORY_AND_DISK"
+
+
+def test_the_driver_finds_sparks_most_read_jars_first(spark):
+    from als_assets.core.jvm_archive import first_on_classpath
+
+    first = first_on_classpath()
+    assert [Path(p).name.split("_")[0] for p in first] == [
+        "spark-mllib", "spark-core", "spark-common-utils", "spark-sql"]
+    conf = session_conf(SparkSettings(master="local[2]"))
+    assert conf["spark.driver.extraClassPath"] == os.pathsep.join(first)
+    # A classpath of the user's own keeps its precedence.
+    own = session_conf(SparkSettings(master="local[2]", extra_conf=(
+        ("spark.driver.extraClassPath", "/opt/mine.jar"),)))
+    assert own["spark.driver.extraClassPath"] == os.pathsep.join(("/opt/mine.jar", *first))
+    # The running driver JVM was started so: Spark's jars before the other ~280.
+    classpath = spark.sparkContext._jvm.java.lang.System.getProperty("java.class.path")
+    assert classpath.split(os.pathsep)[:len(first)] == list(first)
 
 
 def test_sessions_the_package_builds_have_deep_stacks_and_others_do_not(spark):

@@ -70,6 +70,26 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
+# Spark's jars whose classes the driver reads on every RDD operation: Spark's closure cleaner
+# reads the class that declared each lambda (for ALS's iterations `ALS$`, for RDD operations
+# `RDD` and `PairRDDFunctions`) from its jar, with no cache. The class loader asks the
+# classpath's jars in order, and pyspark's launcher lists `jars/*` in directory order, where
+# these can come after some 200 others: every read looks the name up in all of them first.
+FIRST_JAR_PREFIXES = ("spark-mllib_", "spark-core_", "spark-common-utils_", "spark-sql_")
+
+
+def first_on_classpath(home: Path | None = None) -> tuple[str, ...]:
+    """Paths of the installation's jars to put first on the driver's classpath (those of
+    FIRST_JAR_PREFIXES it has, in that order); () for an installation without a jars folder."""
+    jars_dir = (home or spark_home()) / "jars"
+    if not jars_dir.is_dir():
+        return ()
+    found = []
+    for prefix in FIRST_JAR_PREFIXES:
+        found += sorted(str(j) for j in jars_dir.glob(f"{prefix}*.jar"))
+    return tuple(found)
+
+
 def archive_key(java: str, jars: tuple[str, ...] = (), driver_memory: str = "4g",
                 home: Path | None = None) -> str:
     """What an archive is valid for: the java binary, every jar on Spark's classpath (name,
@@ -96,6 +116,8 @@ def archive_key(java: str, jars: tuple[str, ...] = (), driver_memory: str = "4g"
         "spark_home": str(home.resolve()),
         "jars": listing,
         "extra_jars": extra,
+        # The archive is only valid for the classpath it was written with, in its order.
+        "first_on_classpath": [Path(j).name for j in first_on_classpath(home)],
         "env": env,
         "compressed_oops": heap_bytes(driver_memory) < COMPRESSED_OOPS_LIMIT,
     }

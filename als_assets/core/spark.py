@@ -11,7 +11,13 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from .checkpoints import set_checkpoint_dir
-from .jvm_archive import ClassArchive, archive_key, prepare_class_archive, record_dumping_jvm
+from .jvm_archive import (
+    ClassArchive,
+    archive_key,
+    first_on_classpath,
+    prepare_class_archive,
+    record_dumping_jvm,
+)
 
 
 class JavaNotFoundError(RuntimeError):
@@ -178,7 +184,18 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
     if is_remote(settings.master):
         # Executors on other nodes must not depend on this machine's default cores/memory.
         conf.setdefault("spark.executor.memory", "2g")
-    conf.update(dict(settings.extra_conf))
+    first = first_on_classpath()
+    if first:
+        # Spark's most-read jars first (core/jvm_archive.py, FIRST_JAR_PREFIXES): they are on
+        # the classpath anyway; the driver finds their classes without asking every other jar.
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(first)
+    extra = dict(settings.extra_conf)
+    own = extra.pop("spark.driver.extraClassPath", "")
+    conf.update(extra)
+    if own:
+        # A classpath the user sets keeps its precedence, before Spark's jars.
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(
+            part for part in (own, conf.get("spark.driver.extraClassPath", "")) if part)
     return conf
 
 
