@@ -184,18 +184,14 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
     if is_remote(settings.master):
         # Executors on other nodes must not depend on this machine's default cores/memory.
         conf.setdefault("spark.executor.memory", "2g")
-    first = first_on_classpath()
-    if first:
-        # Spark's most-read jars first (core/jvm_archive.py, FIRST_JAR_PREFIXES): they are on
-        # the classpath anyway; the driver finds their classes without asking every other jar.
-        conf["spark.driver.extraClassPath"] = os.pathsep.join(first)
     extra = dict(settings.extra_conf)
-    own = extra.pop("spark.driver.extraClassPath", "")
+    # Spark's most-read jars first (core/jvm_archive.py, FIRST_JAR_PREFIXES): they are on the
+    # classpath anyway; the driver finds their classes without asking every other jar. A
+    # classpath the user sets keeps its precedence, before them.
+    classpath = [extra.pop("spark.driver.extraClassPath", ""), *first_on_classpath()]
     conf.update(extra)
-    if own:
-        # A classpath the user sets keeps its precedence, before Spark's jars.
-        conf["spark.driver.extraClassPath"] = os.pathsep.join(
-            part for part in (own, conf.get("spark.driver.extraClassPath", "")) if part)
+    if any(classpath):
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(p for p in classpath if p)
     return conf
 
 
