@@ -16,6 +16,10 @@ experiments from benchmarks/notebook_experiments.yaml:
   dagster:        sources then the experiment partition through Dagster (compare_notebook.py's
                   driver: in-process runs, one SparkSession).
 overhead of Dagster = dagster / plain - 1; the storage share = plain+storage / plain - 1.
+The repetitions take the variants in the six orders of ORDERS in turn: with --repeat 6 (or a
+multiple) each variant runs in each place, and right after each other variant, equally often,
+so an effect of place or of the run before cancels in the means (overhead_balanced_means).
+--pause S sleeps S seconds, untimed, before every measured run.
 The dagster variant also times where its seconds go outside the asset bodies' own work
 (_attribution.py): Dagster's machinery (its import, the instance, run creation, the event log,
 the inputs' data versions) apart from the project's glue (IO manager, plots, data-version
@@ -50,6 +54,18 @@ from compare_notebook import SELECTIONS  # noqa: E402
 
 DEFAULT_DATA = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
 EXPERIMENTS_FILE = BENCH / "notebook_experiments.yaml"
+# A Williams design for three variants: over the six orders each variant takes each place twice
+# and follows each other variant twice. The first two are the orders of earlier results (--repeat
+# 2 runs as before). Measured pairs followed the order (Dagster slower right after plain+storage
+# than before it), so a figure that does not depend on the order needs all six.
+ORDERS = (
+    ("plain", "plain+storage", "dagster"),
+    ("dagster", "plain+storage", "plain"),
+    ("plain+storage", "dagster", "plain"),
+    ("plain", "dagster", "plain+storage"),
+    ("dagster", "plain", "plain+storage"),
+    ("plain+storage", "plain", "dagster"),
+)
 
 
 def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -> None:
@@ -187,6 +203,10 @@ def plain_main(experiment: str, persist: bool, store_root: str, out_path: str) -
     Path(out_path).write_text(json.dumps(stages))
 
 
+def mean_wall(rs: list[dict]) -> float:
+    return sum(r["wall_s"] for r in rs) / len(rs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--experiment", default="nb_final")
@@ -196,6 +216,8 @@ def main() -> None:
     ap.add_argument("--driver-memory", default="6g")
     ap.add_argument("--workdir", default="/tmp/als_bench/overhead")
     ap.add_argument("--out", default=str(RESULTS / "overhead.json"))
+    ap.add_argument("--pause", type=float, default=0.0, metavar="S",
+                    help="sleep S seconds (untimed) before every measured run")
     ap.add_argument("--class-archive", metavar="DIR", default="",
                     help="start every variant's JVM from the class-data archive in DIR "
                     "(ALS_JVM_CLASS_ARCHIVE; opt-in, as in the project), primed first when "
@@ -211,9 +233,10 @@ def main() -> None:
     # Every variant (child processes inherit it) reads the archive folder from here.
     os.environ["ALS_JVM_CLASS_ARCHIVE"] = args.class_archive or "off"
 
-    variants = ["plain", "plain+storage", "dagster"]
+    variants = list(ORDERS[0])
     runs: dict[str, list] = {v: [] for v in variants}
-    orders: list[list[str]] = []
+    orders: list[tuple[str, ...]] = []
+    previous = "none"
 
     def variant_env(wd: Path) -> dict:
         if wd.exists():
@@ -241,9 +264,11 @@ def main() -> None:
     # folder has after a first run.
     class_archive = ensure_class_archive(args.driver_memory, prime)
     for i in range(args.repeat):
-        order = variants if i % 2 == 0 else variants[::-1]
+        order = ORDERS[i % len(ORDERS)]
         orders.append(order)
         for v in order:
+            if args.pause:
+                time.sleep(args.pause)
             wd = Path(args.workdir) / f"{v.replace('+', '_')}_{i}"
             env = variant_env(wd)
             if v == "dagster":
@@ -257,6 +282,8 @@ def main() -> None:
             print(f"[{i + 1}/{args.repeat}] {v} ...", file=sys.stderr, flush=True)
             res = run_measured(cmd, env=env, cwd=str(REPO), log_path=wd / "stderr.log")
             del res["stdout"]
+            res["place"], res["after"] = order.index(v), previous
+            previous = v
             if res["returncode"] != 0:
                 raise SystemExit(f"{v} failed; see {wd}/stderr.log")
             if v == "dagster":
@@ -301,6 +328,18 @@ def main() -> None:
     summary["paired_overhead_dagster_before"] = before
     summary["paired_overhead_order_balanced"] = (
         round((median(after) + median(before)) / 2, 3) if after and before else None)
+    # In a balanced design (every order equally often) place and predecessor effects cancel in
+    # the means over all runs; the medians need not.
+    balanced = args.repeat % len(ORDERS) == 0
+    summary["overhead_balanced_means"] = (
+        round(mean_wall(runs["dagster"]) / mean_wall(runs["plain+storage"]) - 1, 3)
+        if balanced else None)
+    summary["wall_by_place"] = {v: {p: round(mean_wall([r for r in rs if r["place"] == p]), 2)
+                                    for p in sorted({r["place"] for r in rs})}
+                                for v, rs in runs.items()}
+    summary["wall_by_previous_run"] = {
+        v: {a: round(mean_wall([r for r in rs if r["after"] == a]), 2)
+            for a in sorted({r["after"] for r in rs})} for v, rs in runs.items()}
     cpu = summary["plain"]["tree_cpu_s"]
     summary["cpu_overhead_dagster_vs_plain"] = round(summary["dagster"]["tree_cpu_s"] / cpu - 1, 3)
     summary["cpu_overhead_dagster_vs_plain_storage"] = round(
@@ -334,6 +373,15 @@ def main() -> None:
                      f"{median(after):+.1%} ({len(after)}), before it {median(before):+.1%} "
                      f"({len(before)}); the two orders' mean "
                      f"{summary['paired_overhead_order_balanced']:+.1%}")
+    if balanced:
+        lines.append(f"balanced over all {len(ORDERS)} orders, by the means: Dagster vs "
+                     f"plain+storage {summary['overhead_balanced_means']:+.1%}")
+    lines.append("mean wall s by place (0 first): " + "; ".join(
+        f"{v} " + ", ".join(f"{p}: {w}" for p, w in by.items())
+        for v, by in summary["wall_by_place"].items()))
+    lines.append("mean wall s by the run before: " + "; ".join(
+        f"{v} " + ", ".join(f"after {a}: {w}" for a, w in by.items())
+        for v, by in summary["wall_by_previous_run"].items()))
     lines.append(f"by CPU seconds of the process tree (less sensitive to other load): Dagster vs "
                  f"plain {summary['cpu_overhead_dagster_vs_plain']:+.1%}, vs plain+storage "
                  f"{summary['cpu_overhead_dagster_vs_plain_storage']:+.1%}")
